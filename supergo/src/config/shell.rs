@@ -1,0 +1,1 @@
+//! Splitting a `command` string like a shell would (to be written).
