@@ -1,10 +1,24 @@
 //! supergo: a process supervisor whose reason to exist is zero-downtime restart.
 //!
 //! Threads and channels, no async runtime (see DESIGN.md, "Architecture"):
-//! - `signals`: the only place that reaps children; routes each exit to its program's worker;
+//! - `signals`: the only place that reaps children (`reaper`) and turns supergo's own
+//!   signals into requests to the core;
 //! - `supervisor`: the core thread, owner of the program table and the loaded config;
 //! - `control`: the HTTP control API;
-//! - `program`: one worker thread per program, a state machine over its processes.
+//! - `program`: one worker thread per program, a state machine over its processes;
+//! - `spawn`: fork/exec with everything allocated before the fork;
+//! - `listener`: binding the sockets that children receive at fd 3, 4, …;
+//! - `notify`: `NOTIFY_SOCKET` readiness.
 
 pub mod config;
+pub mod control;
 pub mod listener;
+pub mod log;
+pub mod notify;
+pub mod program;
+pub mod reaper;
+pub mod reply;
+pub mod signals;
+pub mod spawn;
+pub mod status;
+pub mod supervisor;

@@ -113,20 +113,22 @@ impl Listener {
     /// The address actually bound (tells the port when `addr` asked for port 0).
     pub fn local_addr(&self) -> String {
         match &self.addr {
-            ListenAddr::Tcp(_) => nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(
-                self.fd.as_raw_fd(),
-            )
-            .ok()
-            .and_then(|ss| {
-                ss.as_sockaddr_in()
-                    .map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)))
-                    .or_else(|| {
-                        ss.as_sockaddr_in6()
-                            .map(|a| SocketAddr::from(std::net::SocketAddrV6::from(*a)))
-                    })
-            })
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| self.addr.to_string()),
+            ListenAddr::Tcp(_) => {
+                nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(
+                    self.fd.as_raw_fd(),
+                )
+                .ok()
+                .and_then(|ss| {
+                    ss.as_sockaddr_in()
+                        .map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)))
+                        .or_else(|| {
+                            ss.as_sockaddr_in6()
+                                .map(|a| SocketAddr::from(std::net::SocketAddrV6::from(*a)))
+                        })
+                })
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| self.addr.to_string())
+            }
             ListenAddr::Unix(_) => self.addr.to_string(),
         }
     }
@@ -169,7 +171,8 @@ fn bind_tcp(sa: &SocketAddr) -> Result<OwnedFd, String> {
         }
     }
     .map_err(|e| e.desc().to_string())?;
-    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| e.desc().to_string())?;
+    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| e.desc().to_string())?;
     Ok(fd)
 }
 
@@ -183,13 +186,19 @@ fn bind_unix(path: &Path, socket_mode: u32) -> Result<OwnedFd, String> {
         Ok(_) => return Err(format!("{} exists and is not a socket", path.display())),
         Err(_) => {}
     }
-    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| e.desc().to_string())?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| e.desc().to_string())?;
     let addr = UnixAddr::new(path).map_err(|e| e.desc().to_string())?;
     bind(fd.as_raw_fd(), &addr).map_err(|e| e.desc().to_string())?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))
         .map_err(|e| format!("cannot set mode {socket_mode:o}: {e}"))?;
-    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| e.desc().to_string())?;
+    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| e.desc().to_string())?;
     Ok(fd)
 }
 
@@ -219,5 +228,51 @@ mod tests {
         assert!(ListenAddr::parse("4041", base).is_err());
         assert!(ListenAddr::parse(":99999", base).is_err());
         assert!(ListenAddr::parse("unix:", base).is_err());
+    }
+}
+
+/// The open listeners, by address. Listeners belong to addresses, not to programs: while
+/// any program (or a process still draining) holds an address, `acquire` returns the same
+/// socket, so an `update` or a move of an address between programs never closes and rebinds
+/// it. A socket closes when its last holder drops it.
+#[derive(Default)]
+pub struct ListenerPool {
+    open: std::sync::Mutex<std::collections::HashMap<ListenAddr, std::sync::Weak<Listener>>>,
+}
+
+impl ListenerPool {
+    pub fn new() -> ListenerPool {
+        ListenerPool::default()
+    }
+
+    /// The open socket for `addr`, bound now if nobody holds it.
+    pub fn acquire(
+        &self,
+        addr: &ListenAddr,
+        socket_mode: u32,
+    ) -> Result<std::sync::Arc<Listener>, String> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = open.get(addr).and_then(std::sync::Weak::upgrade) {
+            return Ok(existing);
+        }
+        let listener = std::sync::Arc::new(Listener::bind(addr, socket_mode)?);
+        open.insert(addr.clone(), std::sync::Arc::downgrade(&listener));
+        open.retain(|_, weak| weak.strong_count() > 0);
+        Ok(listener)
+    }
+
+    /// Every listener of a program, in `listen_addrs` order (fd 3, 4, …).
+    pub fn acquire_all(
+        &self,
+        addrs: &[ListenAddr],
+        socket_mode: u32,
+    ) -> Result<Vec<std::sync::Arc<Listener>>, String> {
+        addrs
+            .iter()
+            .map(|addr| self.acquire(addr, socket_mode))
+            .collect()
     }
 }

@@ -1,1 +1,211 @@
-fn main() {}
+//! `supergo`: the daemon. Parses flags, loads and checks the config, binds the control API,
+//! installs signal handling, starts the programs and runs the core until a stop signal.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crossbeam_channel::unbounded;
+use supergo::config::{self, Config, DEFAULT_LISTEN};
+use supergo::control::Control;
+use supergo::listener::ListenerPool;
+use supergo::program::Context;
+use supergo::reaper::Reaper;
+use supergo::supervisor::Supervisor;
+use supergo::{error, info, signals, warn};
+
+const USAGE: &str = "\
+supergo — a process supervisor with zero-downtime restart
+
+Usage: supergo [--config PATH] [--listen ADDR] [--check]
+
+Options:
+  --config PATH   config file (default config/supergo.toml)
+  --listen ADDR   control API address (default: [supergo] listen, else 127.0.0.1:22106)
+  --check         check the config, print what would run, and exit (0 = valid)
+  --version       print the version and exit
+  --help          print this help and exit
+
+The original supergo's spellings -config, -listen and -version work too.
+Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update.
+";
+
+struct Args {
+    config: PathBuf,
+    listen: Option<String>,
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("supergo: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("supergo: error: {e}");
+            eprintln!("supergo: nothing was started");
+            return ExitCode::from(1);
+        }
+    };
+    if args.check {
+        return check(&config);
+    }
+    match run(args, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Turns the original's single-dash long options into pico-args' double-dash ones.
+fn normalized_args() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .skip(1)
+        .map(|arg| match arg.to_str() {
+            Some(s) if s.starts_with('-') && !s.starts_with("--") && s.len() > 2 => {
+                format!("-{s}").into()
+            }
+            _ => arg,
+        })
+        .collect()
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = pico_args::Arguments::from_vec(normalized_args());
+    if args.contains(["-h", "--help"]) {
+        print!("{USAGE}");
+        return Ok(None);
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("supergo {}", env!("CARGO_PKG_VERSION"));
+        return Ok(None);
+    }
+    let parsed = Args {
+        config: args
+            .opt_value_from_str("--config")
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| PathBuf::from("config/supergo.toml")),
+        listen: args
+            .opt_value_from_str("--listen")
+            .map_err(|e| e.to_string())?,
+        check: args.contains("--check"),
+    };
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!(
+            "unexpected argument(s): {}",
+            rest.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    Ok(Some(parsed))
+}
+
+fn check(config: &Config) -> ExitCode {
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "{}: config OK, {} program(s)",
+        config.path.display(),
+        config.programs.len()
+    );
+    for program in config.start_order() {
+        let listeners: Vec<String> = program.listen_addrs.iter().map(|a| a.to_string()).collect();
+        println!(
+            "  {:<20} {}{}{}",
+            program.name,
+            program.argv.join(" "),
+            if listeners.is_empty() {
+                String::new()
+            } else {
+                format!("  [listens on {}]", listeners.join(", "))
+            },
+            if program.autostart {
+                ""
+            } else {
+                "  (autostart = false)"
+            }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(args: Args, config: Config) -> Result<(), String> {
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| config.daemon.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    refuse_open_control(&listen, &config)?;
+    let server = tiny_http::Server::http(&listen).map_err(|e| {
+        format!("cannot listen on {listen} for the control API: {e} — is another supergo running? (use --listen to pick another address)")
+    })?;
+
+    let (core_tx, core_rx) = unbounded();
+    let reaper = Arc::new(Reaper::new());
+    // Handlers first: a child must never exit before SIGCHLD is being watched.
+    signals::start(reaper.clone(), core_tx.clone())
+        .map_err(|e| format!("cannot install signal handling: {e}"))?;
+    let ctx = Arc::new(Context {
+        reaper,
+        pool: Arc::new(ListenerPool::new()),
+    });
+
+    info!(
+        "supergo {} started (pid {}): config {}, {} program(s), control API on http://{listen}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        config.path.display(),
+        config.programs.len()
+    );
+    let token = config.daemon.token.clone();
+    let supervisor = Supervisor::new(config, ctx);
+    Control {
+        server: Arc::new(server),
+        core: core_tx,
+        token,
+    }
+    .start()
+    .map_err(|e| format!("cannot start the control API threads: {e}"))?;
+    supervisor.run(core_rx);
+    Ok(())
+}
+
+/// A control API reachable from the network without a token would let anyone run
+/// commands as supergo's user: refused unless `allow_insecure = true`.
+fn refuse_open_control(listen: &str, config: &Config) -> Result<(), String> {
+    if config.daemon.token.is_some() || config.daemon.allow_insecure {
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = listen
+        .to_socket_addrs()
+        .map_err(|e| format!("control API address {listen} is not usable: {e}"))?
+        .collect();
+    let open = addrs.iter().any(|a| match a.ip() {
+        IpAddr::V4(ip) => !ip.is_loopback(),
+        IpAddr::V6(ip) => !ip.is_loopback(),
+    });
+    if open {
+        return Err(format!(
+            "refusing to serve the control API on {listen} without a token: anyone who can reach it could run commands. \
+             Set [supergo] token (or token_file) in {}, listen on 127.0.0.1, or set allow_insecure = true",
+            config.path.display()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The HTTP control API (`tiny_http`): routes, the JSON envelope, the bearer token.
+//!
+//! A few handler threads call `recv()` on one server; each request becomes a message to the
+//! core with a reply channel. A malformed request gets a 4xx answer, never a crash.
+//!
+//! Routes (DESIGN.md, "Control API"): `GET /status`, `GET /reread`, `POST /update`,
+//! `POST /start/NAME`, `POST /stop/NAME`, `POST /restart/NAME[?wait=false]`,
+//! `GET /log/NAME?stream=stdout|stderr&bytes=N[&offset=N]`. For the original supergo's
+//! clients, which send GET everywhere, the action routes accept GET as well.
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use tiny_http::{Header, Method, Response, Server};
+
+use crate::reply::Reply;
+use crate::supervisor::{self, CoreMessage, Request};
+use crate::warn;
+
+/// Handler threads: enough that a few slow restarts (answered only when the handoff ends)
+/// never hold up `status`.
+const HANDLER_THREADS: usize = 8;
+
+pub struct Control {
+    pub server: Arc<Server>,
+    pub core: Sender<CoreMessage>,
+    pub token: Option<String>,
+}
+
+impl Control {
+    /// Starts the handler threads; they run until the process exits.
+    pub fn start(self) -> std::io::Result<()> {
+        let control = Arc::new(self);
+        for i in 0..HANDLER_THREADS {
+            let control = control.clone();
+            std::thread::Builder::new()
+                .name(format!("control {i}"))
+                .stack_size(256 * 1024)
+                .spawn(move || loop {
+                    match control.server.recv() {
+                        Ok(request) => control.serve(request),
+                        Err(e) => warn!("control API: cannot receive a request: {e}"),
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    fn serve(&self, request: tiny_http::Request) {
+        let reply = self.answer(&request);
+        let body = reply.body();
+        let mut response = Response::from_string(body).with_status_code(reply.http);
+        if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+            response.add_header(h);
+        }
+        if reply.http == 401 {
+            if let Ok(h) = Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..]) {
+                response.add_header(h);
+            }
+        }
+        // The client may have hung up; nothing to do about it.
+        let _ = request.respond(response);
+    }
+
+    fn answer(&self, request: &tiny_http::Request) -> Reply {
+        if let Some(token) = &self.token {
+            let given = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.as_str().trim().to_string())
+                .unwrap_or_default();
+            let given = given.strip_prefix("Bearer ").unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                return Reply::error(401, "missing or wrong token: send `Authorization: Bearer <token>` (supergoctl --token or SUPERGO_TOKEN)");
+            }
+        }
+        match route(request.method(), request.url()) {
+            Ok(req) => supervisor::ask(&self.core, req),
+            Err(reply) => reply,
+        }
+    }
+}
+
+/// Maps method + URL to a core request, or the 4xx answer.
+pub fn route(method: &Method, url: &str) -> Result<Request, Reply> {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let is_get = *method == Method::Get || *method == Method::Head;
+    let is_action = *method == Method::Post || *method == Method::Get;
+    let wrong_method = |allowed: &str| {
+        Reply::error(
+            405,
+            format!("{method} is not allowed on {path}: use {allowed}"),
+        )
+    };
+    match segments.as_slice() {
+        ["status"] if is_get => Ok(Request::Status),
+        ["status"] => Err(wrong_method("GET")),
+        ["reread"] if is_get => Ok(Request::Reread),
+        ["reread"] => Err(wrong_method("GET")),
+        ["update"] if is_action => Ok(Request::Update),
+        ["update"] => Err(wrong_method("POST")),
+        [verb @ ("start" | "stop" | "restart"), name] => {
+            if !is_action {
+                return Err(wrong_method("POST"));
+            }
+            let name = checked_name(name)?;
+            Ok(match *verb {
+                "start" => Request::Start(name),
+                "stop" => Request::Stop(name),
+                _ => Request::Restart { name, wait: query_value(query, "wait") != Some("false") },
+            })
+        }
+        ["start" | "stop" | "restart"] => Err(Reply::error(400, format!("{path} needs a program name: {path}/NAME (or {path}/all)"))),
+        ["log", name] => {
+            if !is_get {
+                return Err(wrong_method("GET"));
+            }
+            let name = checked_name(name)?;
+            let stream = query_value(query, "stream").unwrap_or("stdout").to_string();
+            let bytes = match query_value(query, "bytes") {
+                Some(b) => b.parse().map_err(|_| Reply::error(400, format!("bytes={b} is not a number")))?,
+                None => 16 * 1024,
+            };
+            let offset = match query_value(query, "offset") {
+                Some(o) => Some(o.parse().map_err(|_| Reply::error(400, format!("offset={o} is not a number")))?),
+                None => None,
+            };
+            Ok(Request::Log { name, stream, bytes, offset })
+        }
+        _ => Err(Reply::error(404, format!("no route {path}: see GET /status, /reread, /log/NAME; POST /update, /start|stop|restart/NAME"))),
+    }
+}
+
+fn checked_name(name: &str) -> Result<String, Reply> {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        Ok(name.to_string())
+    } else {
+        Err(Reply::error(
+            400,
+            "a program name holds only letters, digits, `_`, `.` and `-`",
+        ))
+    }
+}
+
+fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then_some(v)
+    })
+}
+
+/// Compares without an early exit, so the time taken says nothing about how much of the
+/// token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, byte) in b.iter().enumerate() {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_refuses() {
+        assert!(matches!(
+            route(&Method::Get, "/status"),
+            Ok(Request::Status)
+        ));
+        assert!(matches!(
+            route(&Method::Post, "/restart/web?wait=false"),
+            Ok(Request::Restart { wait: false, .. })
+        ));
+        assert!(matches!(
+            route(&Method::Post, "/restart/web"),
+            Ok(Request::Restart { wait: true, .. })
+        ));
+        assert_eq!(route(&Method::Delete, "/status").unwrap_err().http, 405);
+        assert_eq!(route(&Method::Put, "/stop/web").unwrap_err().http, 405);
+        assert_eq!(route(&Method::Get, "/nope").unwrap_err().http, 404);
+        assert_eq!(route(&Method::Post, "/start/../etc").unwrap_err().http, 404);
+        assert_eq!(route(&Method::Post, "/start/a%20b").unwrap_err().http, 400);
+        assert_eq!(
+            route(&Method::Get, "/log/web?bytes=x").unwrap_err().http,
+            400
+        );
+    }
+
+    #[test]
+    fn compares_tokens() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"secretx", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
+}

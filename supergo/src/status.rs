@@ -1,0 +1,112 @@
+//! The status a worker publishes after every transition, read by the control API without
+//! waiting on the (possibly busy) worker.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// The states of DESIGN.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum State {
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Exited,
+    Fatal,
+}
+
+/// An old generation asked to stop, finishing its in-flight work.
+#[derive(Clone, Debug, Serialize)]
+pub struct Draining {
+    pub pid: i32,
+    pub generation: u64,
+    /// Unix seconds when it was asked to stop.
+    pub since: f64,
+    /// Unix seconds when it gets SIGKILL if still alive (0 once it has been sent).
+    pub kill_at: f64,
+    /// Why it is stopping: "handoff", "rollback", "stop".
+    pub reason: &'static str,
+}
+
+/// A new generation being started by a restart, not ready yet.
+#[derive(Clone, Debug, Serialize)]
+pub struct Handoff {
+    pub pid: i32,
+    pub generation: u64,
+    pub since: f64,
+}
+
+/// One program as the control API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramStatus {
+    pub name: String,
+    pub state: State,
+    /// The serving (or starting) process; 0 when none.
+    pub pid: i32,
+    pub generation: u64,
+    /// Unix seconds; 0 when never started / never stopped.
+    pub start_time: u64,
+    pub stop_time: u64,
+    pub uptime_secs: f64,
+    pub listeners: Vec<String>,
+    pub draining: Vec<Draining>,
+    pub handoff: Option<Handoff>,
+    /// Times the program was started again after an exit (crash restarts, not handoffs).
+    pub restarts: u64,
+    pub handoffs: u64,
+    pub failed_handoffs: u64,
+    pub last_handoff_ms: Option<f64>,
+    pub last_exit: Option<String>,
+    pub error: Option<String>,
+    /// The child's last `STATUS=` (ready = "notify").
+    pub status_text: Option<String>,
+}
+
+impl ProgramStatus {
+    pub fn new(name: &str) -> ProgramStatus {
+        ProgramStatus {
+            name: name.to_string(),
+            state: State::Stopped,
+            pid: 0,
+            generation: 0,
+            start_time: 0,
+            stop_time: 0,
+            uptime_secs: 0.0,
+            listeners: Vec::new(),
+            draining: Vec::new(),
+            handoff: None,
+            restarts: 0,
+            handoffs: 0,
+            failed_handoffs: 0,
+            last_handoff_ms: None,
+            last_exit: None,
+            error: None,
+            status_text: None,
+        }
+    }
+
+    /// The snapshot as of now: `uptime_secs` is computed when read, not when published.
+    pub fn at_now(&self) -> ProgramStatus {
+        let mut status = self.clone();
+        if status.pid != 0 && status.start_time != 0 {
+            status.uptime_secs = (unix_now() - status.start_time as f64).max(0.0);
+        }
+        status
+    }
+}
+
+/// The shared, published snapshot of one program.
+pub type SharedStatus = Arc<Mutex<ProgramStatus>>;
+
+pub fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub fn unix_now() -> f64 {
+    unix_seconds(SystemTime::now())
+}
