@@ -1,14 +1,24 @@
 //! The configuration: what supergo runs, as loaded and checked from TOML files.
 //!
-//! This module owns the *types* every other module reads. Loading (TOML parsing, `[include]`,
-//! defaults, validation with file:line errors) lives in `load`; splitting a `command` string
-//! like a shell lives in `shell`.
+//! This module owns the *types* every other module reads. Loading lives in submodules:
+//! `load` (files, `[supergo]`, checks across programs), `include` (`[include]` globs),
+//! `program` (one `[program.NAME]`), `section` (typed getters with file:line errors),
+//! `source` and `tree` (a TOML file parsed with the line of every key), `suggest`
+//! (did-you-mean); splitting a `command` string like a shell lives in `shell`.
 //!
 //! A config is checked whole before anything changes: `load` either returns a complete,
 //! valid `Config` or an error naming the file, line and key at fault.
 
+mod include;
 mod load;
+mod program;
+mod section;
 pub mod shell;
+mod source;
+mod suggest;
+#[cfg(test)]
+mod tests;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +42,10 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Every program, by name.
     pub programs: BTreeMap<String, ProgramConfig>,
+    /// Things worth telling the operator that do not stop the load (an include pattern that
+    /// matched nothing, one found only from the working directory), one line each, naming
+    /// the file.
+    pub warnings: Vec<String>,
 }
 
 impl Config {

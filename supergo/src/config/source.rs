@@ -1,0 +1,70 @@
+//! One config file as read from disk: its name as the operator knows it, the directory its
+//! relative paths start from, its text (to turn byte offsets into line numbers) and its
+//! parsed tree.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use super::tree::{self, Table};
+use super::ConfigError;
+
+pub struct SourceFile {
+    /// As named on the command line or found by `[include]`: what error messages show.
+    pub path: PathBuf,
+    /// Absolute directory of the file: relative paths inside it resolve against this.
+    pub dir: PathBuf,
+    text: String,
+    pub root: Table,
+}
+
+impl SourceFile {
+    /// Reads and parses `path` (a relative path is taken from `cwd`).
+    pub fn read(path: &Path, cwd: &Path) -> Result<SourceFile, ConfigError> {
+        let absolute = cwd.join(path);
+        let text = std::fs::read_to_string(&absolute).map_err(|err| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read config file: {err}"),
+        })?;
+        SourceFile::parse(path, &absolute, text)
+    }
+
+    fn parse(path: &Path, absolute: &Path, text: String) -> Result<SourceFile, ConfigError> {
+        let root = tree::parse(&text).map_err(|err| ConfigError {
+            file: path.to_path_buf(),
+            line: err.offset.map(|offset| tree::line_of(&text, offset)),
+            message: format!("invalid TOML: {}", err.message),
+        })?;
+        // `absolute` names a file that was just read, so it has a parent.
+        let dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
+        Ok(SourceFile {
+            path: path.to_path_buf(),
+            dir,
+            text,
+            root,
+        })
+    }
+
+    /// 1-based line of a byte offset into this file.
+    pub fn line_of(&self, offset: Option<usize>) -> Option<usize> {
+        offset.map(|offset| tree::line_of(&self.text, offset))
+    }
+
+    /// The source text of a byte range, e.g. how an integer was written (`0o660` or `660`).
+    pub fn text_of(&self, span: &std::ops::Range<usize>) -> Option<&str> {
+        self.text.get(span.clone())
+    }
+
+    pub fn error(&self, line: Option<usize>, message: impl Display) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            line,
+            message: message.to_string(),
+        }
+    }
+
+    /// A path written in this file: a relative one is taken from the file's directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        self.dir.join(path)
+    }
+}
