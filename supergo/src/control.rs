@@ -48,9 +48,12 @@ impl Control {
 
     fn serve(&self, request: tiny_http::Request) {
         let reply = self.answer(&request);
-        let body = reply.body();
+        let (body, content_type) = match &reply.raw {
+            Some(text) => (text.clone(), &b"text/plain; version=0.0.4"[..]),
+            None => (reply.body(), &b"application/json"[..]),
+        };
         let mut response = Response::from_string(body).with_status_code(reply.http);
-        if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+        if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], content_type) {
             response.add_header(h);
         }
         if reply.http == 401 {
@@ -101,6 +104,8 @@ pub fn route(method: &Method, url: &str) -> Result<Request, Reply> {
     match segments.as_slice() {
         ["status"] if is_get => Ok(Request::Status),
         ["status"] => Err(wrong_method("GET")),
+        ["metrics"] if is_get => Ok(Request::Metrics),
+        ["metrics"] => Err(wrong_method("GET")),
         ["reread"] if is_get => Ok(Request::Reread),
         ["reread"] => Err(wrong_method("GET")),
         ["update"] if is_action => Ok(Request::Update),

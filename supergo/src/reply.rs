@@ -9,6 +9,8 @@ pub struct Reply {
     pub http: u16,
     pub message: String,
     pub data: Value,
+    /// A body sent as is (text/plain) instead of the JSON envelope (`/metrics`).
+    pub raw: Option<String>,
 }
 
 impl Reply {
@@ -17,6 +19,7 @@ impl Reply {
             http: 200,
             message: message.into(),
             data,
+            raw: None,
         }
     }
 
@@ -25,6 +28,16 @@ impl Reply {
             http,
             message: message.into(),
             data: Value::Null,
+            raw: None,
+        }
+    }
+
+    pub fn text(body: String) -> Reply {
+        Reply {
+            http: 200,
+            message: String::new(),
+            data: Value::Null,
+            raw: Some(body),
         }
     }
 

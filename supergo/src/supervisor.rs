@@ -24,6 +24,7 @@ use crate::{error, info, warn};
 #[derive(Debug, Clone)]
 pub enum Request {
     Status,
+    Metrics,
     Reread,
     Update,
     Start(String),
@@ -190,6 +191,9 @@ impl Supervisor {
                     Value::Array(data),
                 ));
             }
+            Request::Metrics => {
+                let _ = reply.send(Reply::text(crate::metrics::render(&self.snapshots())));
+            }
             Request::Reread => {
                 let _ = reply.send(match self.reread() {
                     Ok((diff, _)) => {
@@ -236,6 +240,19 @@ impl Supervisor {
                 let _ = reply.send(self.log_tail(&name, &stream, bytes, offset));
             }
         }
+    }
+
+    /// Every program's published status, as of now, by name.
+    fn snapshots(&self) -> Vec<crate::status::ProgramStatus> {
+        self.programs
+            .values()
+            .map(|h| {
+                h.status
+                    .lock()
+                    .map(|s| s.at_now())
+                    .unwrap_or_else(|p| p.into_inner().at_now())
+            })
+            .collect()
     }
 
     /// The program names a request targets: one, or every one for `all`.
