@@ -8,7 +8,7 @@
 //! program and the key. The first error ends the load: a config is used whole or not at all.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::section::Section;
 use super::source::SourceFile;
@@ -53,10 +53,15 @@ pub(super) fn load_in(path: &Path, cwd: &Path) -> Result<Config, ConfigError> {
             _ => programs.read_all(&main, table, cwd)?,
         }
     }
+    // Each file once: `files = "*.toml"` beside the main file matches the main file too, and
+    // two patterns may name one file by two paths.
+    let mut seen = vec![identity(&cwd.join(path))];
     for file in included {
-        if same_file(&cwd.join(&file), &cwd.join(path)) {
-            continue; // `files = "*.toml"` beside the main file matches the main file too.
+        let id = identity(&cwd.join(&file));
+        if seen.contains(&id) {
+            continue;
         }
+        seen.push(id);
         let source = SourceFile::read(&file, cwd)?;
         read_included(&source, &mut programs, cwd)?;
     }
@@ -259,9 +264,7 @@ fn conflict(a: &ListenAddr, b: &ListenAddr) -> bool {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
+/// A path that is equal for equal files, whichever way they were named.
+fn identity(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }

@@ -178,7 +178,13 @@ fn argv(s: &Section) -> Result<Vec<String>, ConfigError> {
         ));
     };
     let command = s.as_string("command", node, "a string, as in \"./server --port 8080\"")?;
-    let mut argv = shell::split(&command).map_err(|err| s.item_error("command", node, err))?;
+    let mut argv = shell::split(&command).map_err(|err| {
+        s.item_error(
+            "command",
+            node,
+            format!("cannot be split into words: {err}"),
+        )
+    })?;
     if argv.is_empty() {
         return Err(s.item_error("command", node, "is empty: say what to run"));
     }

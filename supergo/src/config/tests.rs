@@ -396,7 +396,7 @@ fn include_takes_an_array_of_patterns_and_skips_the_main_file() {
     dir.write("two/y.toml", "[program.y]\ncommand = \"y\"\n");
     dir.write(
         "supergo.toml",
-        "[include]\nfiles = [\"one/*.toml\", \"two/*.toml\", \"*.toml\"]\n",
+        "[include]\nfiles = [\"one/*.toml\", \"two/*.toml\", \"*.toml\", \"./one/x.toml\"]\n",
     );
     let config = dir.load("supergo.toml").unwrap();
     assert_eq!(config.programs.keys().collect::<Vec<_>>(), ["x", "y"]);
@@ -590,7 +590,7 @@ fn program_errors_name_their_line() {
     let cases: &[(&str, &str, &[&str])] = &[
         ("[program.web]\nargs = []\n", "supergo.toml:1", &["program `web`", "`command` is missing"]),
         ("[program.web]\ncommand = \"  \"\n", "supergo.toml:2", &["`command` is empty"]),
-        ("[program.web]\ncommand = 'echo \"hi'\n", "supergo.toml:2", &["`command`", "unterminated double quote"]),
+        ("[program.web]\ncommand = 'echo \"hi'\n", "supergo.toml:2", &["`command` cannot be split into words: unterminated double quote"]),
         ("[program.web]\ncommand = [\"a\"]\n", "supergo.toml:2", &["`command` must be a string", "not an array"]),
         ("[program.\"a b\"]\ncommand = \"x\"\n", "supergo.toml:1", &["program `a b`", "invalid program name"]),
         ("[program.all]\ncommand = \"x\"\n", "supergo.toml:1", &["program `all`", "reserved"]),
@@ -670,6 +670,11 @@ fn inline_and_dotted_program_forms_give_lines() {
         "supergo.toml:1",
         &["program `a`", "`start_secs`"],
     );
+    let config = dir
+        .load_main("\n[program.a]\ncommand = \"x\"\n[program.a.environment]\nA = \"1\"\n")
+        .unwrap();
+    assert_eq!(config.programs["a"].origin.to_string(), "supergo.toml:2");
+    assert_eq!(config.programs["a"].environment["A"], "1");
     let config = dir
         .load_main("[program]\n\na.command = \"sleep 1000\"\n")
         .unwrap();
