@@ -1,0 +1,3 @@
+module supergo/go-example
+
+go 1.19
