@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod listener;
 pub mod log;
+pub mod logs;
 pub mod metrics;
 pub mod notify;
 pub mod program;

@@ -1,0 +1,112 @@
+//! Cutting a pipe's byte stream into whole lines.
+//!
+//! Reads from a pipe end anywhere: in the middle of a line, when a child writes with a
+//! buffer that is not line-aligned, or when a line is longer than the pipe's atomic write
+//! (4 KiB). `LineBuffer` hands on complete lines and keeps the partial one, so the file
+//! (and its rotation) only ever sees whole lines.
+
+use std::time::{Duration, Instant};
+
+/// A partial line longer than this is written as is: the buffer must stay bounded.
+pub(super) const LINE_MAX: usize = 64 * 1024;
+
+/// A partial line with no more bytes for this long is written as is.
+pub(super) const SILENCE: Duration = Duration::from_secs(1);
+
+/// Kept capacity of an emptied buffer; a larger one is freed (1000 programs must stay cheap).
+const KEEP_CAPACITY: usize = 4096;
+
+#[derive(Default)]
+pub(super) struct LineBuffer {
+    partial: Vec<u8>,
+    /// When the partial line last grew.
+    last_data: Option<Instant>,
+}
+
+impl LineBuffer {
+    /// Hands every complete line in `partial + data` to `out` (in one call when possible),
+    /// and keeps what follows the last newline.
+    pub fn push(&mut self, data: &[u8], now: Instant, out: &mut impl FnMut(&[u8])) {
+        let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete > 0 {
+            if self.partial.is_empty() {
+                out(&data[..complete]);
+            } else {
+                self.partial.extend_from_slice(&data[..complete]);
+                self.flush(out);
+            }
+        }
+        self.keep(&data[complete..], now, out);
+    }
+
+    /// Writes the partial line, if any, as is.
+    pub fn flush(&mut self, out: &mut impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            out(&self.partial);
+        }
+        if self.partial.capacity() > KEEP_CAPACITY {
+            self.partial = Vec::new();
+        } else {
+            self.partial.clear();
+        }
+        self.last_data = None;
+    }
+
+    /// When the partial line is due to be written for lack of its newline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.last_data.map(|at| at + SILENCE)
+    }
+
+    fn keep(&mut self, rest: &[u8], now: Instant, out: &mut impl FnMut(&[u8])) {
+        if rest.is_empty() {
+            return;
+        }
+        self.partial.extend_from_slice(rest);
+        self.last_data = Some(now);
+        if self.partial.len() >= LINE_MAX {
+            self.flush(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, LineBuffer) {
+        let mut buffer = LineBuffer::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for chunk in chunks {
+            buffer.push(chunk, now, &mut |piece: &[u8]| out.push(piece.to_vec()));
+        }
+        (out, buffer)
+    }
+
+    #[test]
+    fn hands_on_complete_lines_and_keeps_the_partial_one() {
+        let (out, buffer) = run(&[b"one\ntw", b"o\nthree\nfo", b"ur"]);
+        assert_eq!(out, vec![b"one\n".to_vec(), b"two\nthree\n".to_vec()]);
+        assert_eq!(buffer.partial, b"four");
+        assert!(buffer.deadline().is_some());
+    }
+
+    #[test]
+    fn flush_writes_the_partial_line_as_is() {
+        let (_, mut buffer) = run(&[b"prompt> "]);
+        let mut out = Vec::new();
+        buffer.flush(&mut |piece: &[u8]| out.push(piece.to_vec()));
+        assert_eq!(out, vec![b"prompt> ".to_vec()]);
+        assert_eq!(buffer.deadline(), None);
+    }
+
+    #[test]
+    fn a_partial_line_that_fills_the_buffer_is_written_as_is() {
+        let big = vec![b'x'; LINE_MAX - 1];
+        let (out, buffer) = run(&[&big, b"yz", b"\n"]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].len(), LINE_MAX + 1);
+        assert_eq!(out[1], b"\n");
+        assert!(buffer.partial.is_empty());
+    }
+}
