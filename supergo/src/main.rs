@@ -10,6 +10,7 @@ use crossbeam_channel::unbounded;
 use supergo::config::{self, Config, DEFAULT_LISTEN};
 use supergo::control::Control;
 use supergo::listener::ListenerPool;
+use supergo::logs::LogHub;
 use supergo::program::Context;
 use supergo::reaper::Reaper;
 use supergo::supervisor::Supervisor;
@@ -161,9 +162,11 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     // Handlers first: a child must never exit before SIGCHLD is being watched.
     signals::start(reaper.clone(), core_tx.clone())
         .map_err(|e| format!("cannot install signal handling: {e}"))?;
+    let logs = LogHub::start().map_err(|e| format!("cannot start the log thread: {e}"))?;
     let ctx = Arc::new(Context {
         reaper,
         pool: Arc::new(ListenerPool::new()),
+        logs: logs.clone(),
     });
 
     info!(
@@ -183,6 +186,8 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     .start()
     .map_err(|e| format!("cannot start the control API threads: {e}"))?;
     supervisor.run(core_rx);
+    // Every child has exited: write what is left in the log pipes before exiting.
+    logs.shutdown();
     Ok(())
 }
 

@@ -29,6 +29,7 @@ use serde_json::json;
 
 use crate::config::{AutoRestart, ProgramConfig, ReadyMode};
 use crate::listener::{Listener, ListenerPool};
+use crate::logs::{LogHub, LogPipe, LogTarget};
 use crate::notify::{Notification, NotifySocket};
 use crate::reaper::{Exit, ExitStatus, Reaper};
 use crate::reply::{self, Replier, Reply};
@@ -56,6 +57,7 @@ pub enum Command {
 pub struct Context {
     pub reaper: Arc<Reaper>,
     pub pool: Arc<ListenerPool>,
+    pub logs: Arc<LogHub>,
 }
 
 /// The core's side of a worker.
@@ -132,6 +134,95 @@ enum Waiter {
     },
 }
 
+/// The pipes a program's output goes through, for the log settings they were made for.
+/// Every generation shares them; a config with other log settings gets new ones (the old
+/// pipes keep being drained while old processes still write into them).
+struct Outputs {
+    settings: (
+        Option<std::path::PathBuf>,
+        Option<std::path::PathBuf>,
+        bool,
+        u64,
+        u32,
+    ),
+    stdout: Option<LogPipe>,
+    stderr: Option<LogPipe>,
+}
+
+impl Outputs {
+    fn settings_of(
+        c: &ProgramConfig,
+    ) -> (
+        Option<std::path::PathBuf>,
+        Option<std::path::PathBuf>,
+        bool,
+        u64,
+        u32,
+    ) {
+        (
+            c.stdout_file.clone(),
+            c.stderr_file.clone(),
+            c.redirect_stderr,
+            c.log_max_bytes,
+            c.log_backups,
+        )
+    }
+
+    fn open(logs: &LogHub, c: &ProgramConfig) -> Result<Outputs, String> {
+        let pipe =
+            |stream: &str, path: &Option<std::path::PathBuf>| -> Result<Option<LogPipe>, String> {
+                let Some(path) = path else { return Ok(None) };
+                let target = LogTarget {
+                    path: path.clone(),
+                    max_bytes: c.log_max_bytes,
+                    backups: c.log_backups,
+                };
+                logs.open(&c.name, stream, target).map(Some).map_err(|e| {
+                    format!(
+                        "{}: cannot create the {stream} pipe for {}: {e}",
+                        c.name,
+                        path.display()
+                    )
+                })
+            };
+        let stdout = pipe("stdout", &c.stdout_file)?;
+        let stderr = if c.redirect_stderr {
+            None
+        } else {
+            pipe("stderr", &c.stderr_file)?
+        };
+        Ok(Outputs {
+            settings: Outputs::settings_of(c),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// fd 1 and fd 2 for a new child: pipe write ends, or /dev/null for a discarded stream.
+    fn stdio(
+        &self,
+        c: &ProgramConfig,
+    ) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), String> {
+        let end = |pipe: &Option<LogPipe>| -> Result<std::os::fd::OwnedFd, String> {
+            match pipe {
+                Some(p) => p.try_clone_write_end(),
+                None => std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .map(Into::into),
+            }
+            .map_err(|e| format!("{}: cannot set up its output: {e}", c.name))
+        };
+        let stdout = end(&self.stdout)?;
+        let stderr = if c.redirect_stderr {
+            end(&self.stdout)?
+        } else {
+            end(&self.stderr)?
+        };
+        Ok((stdout, stderr))
+    }
+}
+
 /// A `stop_before_restart` restart: the old process is stopping; start once it is gone.
 struct RestartAfterStop {
     old_pid: Pid,
@@ -148,6 +239,7 @@ struct Worker {
     exits_tx: Sender<Exit>,
     exits: Receiver<Exit>,
     notify: Option<NotifySocket>,
+    outputs: Option<Outputs>,
     status: SharedStatus,
 
     state: State,
@@ -197,6 +289,7 @@ impl Worker {
             exits_tx,
             exits,
             notify: None,
+            outputs: None,
             status,
             state: State::Stopped,
             generation: 0,
@@ -537,6 +630,15 @@ impl Worker {
                     format!("{}: cannot create its NOTIFY_SOCKET: {e}", config.name)
                 })?);
         }
+        let settings = Outputs::settings_of(config);
+        if self.outputs.as_ref().is_none_or(|o| o.settings != settings) {
+            self.outputs = Some(Outputs::open(&self.ctx.logs, config)?);
+        }
+        let stdio = self
+            .outputs
+            .as_ref()
+            .expect("opened just above")
+            .stdio(config)?;
         let generation = self.generation + 1;
         let notify_path = self.notify.as_ref().map(|n| n.path().to_path_buf());
         let mut prepared = spawn::prepare(SpawnRequest {
@@ -544,7 +646,7 @@ impl Worker {
             listeners,
             generation,
             notify_socket: notify_path.as_deref(),
-            stdio: None,
+            stdio,
         })
         .map_err(|e| e.message)?;
         let pid = self

@@ -24,10 +24,10 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,8 +65,8 @@ pub struct SpawnRequest<'a> {
     pub generation: u64,
     /// `NOTIFY_SOCKET` for this process (ready = "notify").
     pub notify_socket: Option<&'a Path>,
-    /// Where the child's stdout/stderr go; `None` = as the config says.
-    pub stdio: Option<(OwnedFd, OwnedFd)>,
+    /// The child's fd 1 and fd 2 (log pipes, or /dev/null).
+    pub stdio: (OwnedFd, OwnedFd),
 }
 
 /// A spawn that could not happen, with an operator-facing reason.
@@ -168,10 +168,7 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
     let executable = resolve_executable(argv0, &config.directory, &path_var)
         .map_err(|why| fail(format!("{name}: cannot execute {argv0}: {why}")))?;
 
-    let (stdout, stderr) = match req.stdio {
-        Some(pair) => pair,
-        None => open_stdio(config)?,
-    };
+    let (stdout, stderr) = req.stdio;
     let stdin =
         File::open("/dev/null").map_err(|e| fail(format!("{name}: cannot open /dev/null: {e}")))?;
 
@@ -321,37 +318,6 @@ fn io_reason(e: &std::io::Error) -> String {
         Some(code) => Errno::from_raw(code).desc().to_string(),
         None => e.to_string(),
     }
-}
-
-/// Opens `stdout_file`/`stderr_file` for appending (or /dev/null). Opened at every spawn,
-/// so an external logrotate that moved the file is followed at the next start.
-fn open_stdio(config: &ProgramConfig) -> Result<(OwnedFd, OwnedFd), SpawnError> {
-    let open = |path: Option<&PathBuf>| -> Result<OwnedFd, SpawnError> {
-        let path = path.map(PathBuf::as_path).unwrap_or(Path::new("/dev/null"));
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .open(path)
-            .map(OwnedFd::from)
-            .map_err(|e| {
-                fail(format!(
-                    "{}: cannot open {} for output: {}",
-                    config.name,
-                    path.display(),
-                    io_reason(&e)
-                ))
-            })
-    };
-    let stdout = open(config.stdout_file.as_ref())?;
-    let stderr = if config.redirect_stderr {
-        stdout
-            .try_clone()
-            .map_err(|e| fail(format!("{}: cannot duplicate stdout: {e}", config.name)))?
-    } else {
-        open(config.stderr_file.as_ref())?
-    };
-    Ok((stdout, stderr))
 }
 
 fn lookup_identity(config: &ProgramConfig) -> Result<Option<(Identity, User)>, SpawnError> {

@@ -7,7 +7,6 @@
 //! publish, never by asking a busy worker.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,7 +160,10 @@ impl Supervisor {
                 false
             }
             SIGUSR1 => {
-                info!("received SIGUSR1: log files are reopened at each start of a program; nothing else to reopen");
+                info!("received SIGUSR1: reopening every log file");
+                let logs = self.ctx.logs.clone();
+                // reopen_all waits for the log thread, which a slow disk can hold up.
+                std::thread::spawn(move || logs.reopen_all());
                 false
             }
             other => {
@@ -402,7 +404,7 @@ impl Supervisor {
                 format!("{name}: its {stream} is discarded (no {stream}_file in its config)"),
             );
         };
-        match read_tail(&path, bytes.min(MAX_LOG_BYTES), offset) {
+        match crate::logs::tail(&path, bytes.min(MAX_LOG_BYTES), offset) {
             Ok((text, end)) => Reply::ok(
                 format!("{name} {stream}"),
                 json!({ "text": text, "offset": end }),
@@ -526,27 +528,6 @@ impl Diff {
     fn to_json(&self) -> Value {
         json!({ "inserts": self.inserts, "deletes": self.deletes, "updates": self.updates })
     }
-}
-
-/// The last `bytes` of a file (from `offset` when given), and the file's size.
-fn read_tail(path: &PathBuf, bytes: u64, offset: Option<u64>) -> std::io::Result<(String, u64)> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        // Nothing written yet.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), 0)),
-        Err(e) => return Err(e),
-    };
-    let size = file.metadata()?.len();
-    let start = match offset {
-        // The file was rotated or truncated under the reader: start over.
-        Some(o) if o <= size => o.max(size.saturating_sub(bytes)),
-        _ => size.saturating_sub(bytes),
-    };
-    file.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    file.take(size - start).read_to_end(&mut buf)?;
-    Ok((String::from_utf8_lossy(&buf).into_owned(), size))
 }
 
 fn signal_name(signal: i32) -> String {
