@@ -1,1 +1,8 @@
-//! Integration tests.
+//! The integration tests: the real `supergo`, `supergoctl` and children over real sockets,
+//! compiled as one test binary (`integration`) that shares the `util` harness.
+
+mod child_contract;
+mod lifecycle;
+mod restart;
+mod util;
+mod util_selftest;
