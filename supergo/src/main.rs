@@ -39,6 +39,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    supergo::spawn::close_inherited_fds_on_exec();
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => return ExitCode::SUCCESS,

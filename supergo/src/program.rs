@@ -32,7 +32,7 @@ use crate::listener::{Listener, ListenerPool};
 use crate::logs::{LogHub, LogPipe, LogTarget};
 use crate::notify::{Notification, NotifySocket};
 use crate::reaper::{Exit, ExitStatus, Reaper};
-use crate::reply::{self, Replier, Reply};
+use crate::reply::{Replier, Reply};
 use crate::spawn::{self, SpawnRequest};
 use crate::status::{self, Draining, Handoff as HandoffStatus, ProgramStatus, SharedStatus, State};
 use crate::{error, info, warn};
@@ -265,6 +265,10 @@ struct Worker {
     last_exit: Option<String>,
     error: Option<String>,
     status_text: Option<String>,
+    /// Answers decided during this turn of the loop; sent only after the status is
+    /// published, so a client that gets "restarted" and then reads /status sees the new
+    /// state, never the one before.
+    outbox: Vec<(Replier, Reply)>,
 }
 
 impl Worker {
@@ -312,6 +316,7 @@ impl Worker {
             last_exit: None,
             error: None,
             status_text: None,
+            outbox: Vec::new(),
         };
         if let Some(e) = listen_error {
             error!("{}: {e}", worker.name());
@@ -320,6 +325,13 @@ impl Worker {
         }
         worker.publish();
         worker
+    }
+
+    /// Queues an answer (see `outbox`).
+    fn answer(&mut self, to: Option<Replier>, reply: Reply) {
+        if let Some(to) = to {
+            self.outbox.push((to, reply));
+        }
     }
 
     fn name(&self) -> &str {
@@ -361,6 +373,10 @@ impl Worker {
             self.on_timers(Instant::now());
             self.check_stopped();
             self.publish();
+            for (to, reply) in self.outbox.drain(..) {
+                // The client may have hung up; nothing to do about it.
+                let _ = to.send(reply);
+            }
             if self.shutting_down && self.state == State::Stopped {
                 return;
             }
@@ -391,7 +407,7 @@ impl Worker {
 
     fn on_start(&mut self, reply: Option<Replier>) {
         match self.state {
-            State::Running => reply::send(
+            State::Running => self.answer(
                 reply,
                 Reply::ok(
                     format!(
@@ -407,7 +423,7 @@ impl Worker {
                     self.waiters.push(Waiter::Start(r));
                 }
             }
-            State::Stopping => reply::send(
+            State::Stopping => self.answer(
                 reply,
                 Reply::error(
                     409,
@@ -441,7 +457,7 @@ impl Worker {
                 self.state = State::Stopped;
                 self.stop_time = SystemTime::now();
             }
-            reply::send(
+            self.answer(
                 reply,
                 Reply::ok(
                     format!("{} is not running ({was:?})", self.name()),
@@ -464,14 +480,14 @@ impl Worker {
                 handoff.process.pid,
                 handoff.requested.elapsed().as_secs_f64()
             );
-            return reply::send(reply, Reply::error(409, message));
+            return self.answer(reply, Reply::error(409, message));
         }
         if self.restart_after_stop.is_some() {
             let message = format!(
                 "{}: a restart is already in progress (stopping the old process first)",
                 self.name()
             );
-            return reply::send(reply, Reply::error(409, message));
+            return self.answer(reply, Reply::error(409, message));
         }
         match self.state {
             State::Running => {
@@ -487,9 +503,9 @@ impl Worker {
                     self.name(),
                     self.current_pid()
                 );
-                reply::send(reply, Reply::error(409, message));
+                self.answer(reply, Reply::error(409, message));
             }
-            State::Stopping => reply::send(
+            State::Stopping => self.answer(
                 reply,
                 Reply::error(
                     409,
@@ -514,7 +530,7 @@ impl Worker {
                     self.name()
                 );
                 warn!("{message}");
-                return reply::send(reply, Reply::error(500, message));
+                return self.answer(reply, Reply::error(500, message));
             }
         };
         if self.handoff.is_some() || self.restart_after_stop.is_some() {
@@ -522,7 +538,7 @@ impl Worker {
                 "{}: a restart is in progress; run update again once it is done",
                 self.name()
             );
-            return reply::send(reply, Reply::error(409, message));
+            return self.answer(reply, Reply::error(409, message));
         }
         match self.state {
             State::Running if !config.stop_before_restart => {
@@ -538,7 +554,7 @@ impl Worker {
                     "{}: new config taken; the program stays stopped",
                     self.name()
                 );
-                reply::send(reply, Reply::ok(message, self.result_data()));
+                self.answer(reply, Reply::ok(message, self.result_data()));
             }
             State::Exited | State::Fatal | State::Backoff | State::Starting => {
                 if let Some(process) = self.current.take() {
@@ -550,7 +566,7 @@ impl Worker {
                     self.on_start(reply);
                 } else {
                     self.state = State::Stopped;
-                    reply::send(
+                    self.answer(
                         reply,
                         Reply::ok(
                             format!("{}: new config taken", self.name()),
@@ -559,7 +575,7 @@ impl Worker {
                     );
                 }
             }
-            State::Stopping => reply::send(
+            State::Stopping => self.answer(
                 reply,
                 Reply::error(
                     409,
@@ -705,10 +721,10 @@ impl Worker {
         for waiter in std::mem::take(&mut self.waiters) {
             match (&outcome, waiter) {
                 (Ok(pid), Waiter::Start(r)) => {
-                    let _ = r.send(Reply::ok(
-                        format!("{name}: started, pid {pid}"),
-                        self.result_data(),
-                    ));
+                    self.answer(
+                        Some(r),
+                        Reply::ok(format!("{name}: started, pid {pid}"), self.result_data()),
+                    );
                 }
                 (
                     Ok(pid),
@@ -719,14 +735,16 @@ impl Worker {
                     },
                 ) => {
                     let ms = requested.elapsed().as_secs_f64() * 1000.0;
-                    let _ = reply.send(Reply::ok(
+                    self.answer(Some(reply), Reply::ok(
                         format!("{name}: restarted, pid {old_pid} -> {pid} (ready in {ms:.0} ms)"),
                         json!({"name": name, "old_pid": old_pid.as_raw(), "new_pid": pid.as_raw(), "handoff_ms": ms}),
                     ));
                 }
                 (Err(message), Waiter::Start(r) | Waiter::Restart { reply: r, .. }) => {
-                    let _ =
-                        r.send(Reply::error(500, message.clone()).with_data(self.result_data()));
+                    let _ = self.answer(
+                        Some(r),
+                        Reply::error(500, message.clone()).with_data(self.result_data()),
+                    );
                 }
             }
         }
@@ -812,7 +830,7 @@ impl Worker {
                     self.name()
                 );
                 error!("{message}");
-                reply::send(
+                self.answer(
                     reply,
                     Reply::error(500, message).with_data(self.result_data()),
                 );
@@ -860,7 +878,7 @@ impl Worker {
                 self.name(),
                 handoff.old_pid
             );
-            let _ = waiter.send(Reply::ok(message, data.clone()));
+            self.answer(Some(waiter), Reply::ok(message, data.clone()));
         }
     }
 
@@ -883,7 +901,10 @@ impl Worker {
             self.begin_stop(handoff.process, "rollback");
         }
         for waiter in handoff.waiters {
-            let _ = waiter.send(Reply::error(500, message.clone()).with_data(self.result_data()));
+            self.answer(
+                Some(waiter),
+                Reply::error(500, message.clone()).with_data(self.result_data()),
+            );
         }
     }
 
@@ -913,25 +934,34 @@ impl Worker {
         let name = self.name().to_string();
         for waiter in std::mem::take(&mut self.waiters) {
             let (Waiter::Start(r) | Waiter::Restart { reply: r, .. }) = waiter;
-            let _ = r.send(Reply::error(
-                409,
-                format!("{name}: start cancelled: the program was stopped"),
-            ));
+            self.answer(
+                Some(r),
+                Reply::error(
+                    409,
+                    format!("{name}: start cancelled: the program was stopped"),
+                ),
+            );
         }
         if let Some(pending) = self.restart_after_stop.take() {
             for r in pending.waiters {
-                let _ = r.send(Reply::error(
-                    409,
-                    format!("{name}: restart cancelled: the program was stopped"),
-                ));
+                self.answer(
+                    Some(r),
+                    Reply::error(
+                        409,
+                        format!("{name}: restart cancelled: the program was stopped"),
+                    ),
+                );
             }
         }
         if let Some(handoff) = self.handoff.take() {
             for r in handoff.waiters {
-                let _ = r.send(Reply::error(
-                    409,
-                    format!("{name}: restart cancelled: the program was stopped"),
-                ));
+                self.answer(
+                    Some(r),
+                    Reply::error(
+                        409,
+                        format!("{name}: restart cancelled: the program was stopped"),
+                    ),
+                );
             }
             self.begin_stop(handoff.process, "stop");
         }
@@ -975,7 +1005,10 @@ impl Worker {
         info!("{}: stopped", self.name());
         let data = self.result_data();
         for r in std::mem::take(&mut self.stop_waiters) {
-            let _ = r.send(Reply::ok(format!("{}: stopped", self.name()), data.clone()));
+            self.answer(
+                Some(r),
+                Reply::ok(format!("{}: stopped", self.name()), data.clone()),
+            );
         }
     }
 

@@ -576,6 +576,13 @@ fn setup_child(p: &mut Prepared) -> Result<(), (Step, Errno)> {
         // SAFETY: installing SIG_DFL cannot violate any handler's invariants.
         unsafe { sigaction(signal, &default) }.map_err(|e| (Step::Signals, e))?;
     }
+    // Real-time signals are not in nix's `Signal`; a launcher that spawned supergo with
+    // posix_spawn may have left some ignored, and ignored dispositions survive exec. glibc
+    // reserves the first two for itself (EINVAL): nothing to reset there.
+    for signo in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: signal(2) with SIG_DFL is async-signal-safe and installs no handler.
+        unsafe { libc::signal(signo, libc::SIG_DFL) };
+    }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| (Step::Signals, e))?;
 
@@ -647,6 +654,29 @@ fn write_pid(slot: &mut [u8], pid: Pid) {
         slot[prefix + i] = digits[len - 1 - i];
     }
     slot[prefix + len] = 0;
+}
+
+/// Marks every fd supergo inherited (above stderr) close-on-exec. supergo opens its own fds
+/// with O_CLOEXEC, but fds its launcher leaked (a CI runner, a shell script) would otherwise
+/// reach every child, which must see exactly 0, 1, 2 and its listeners. Call once at start,
+/// before any other thread exists.
+pub fn close_inherited_fds_on_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        // SAFETY: borrowed for one fcntl; an fd that closed meanwhile (the directory
+        // listing's own) just answers EBADF.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = fcntl(borrowed, FcntlArg::F_GETFD) {
+            let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
+            let _ = fcntl(borrowed, FcntlArg::F_SETFD(flags));
+        }
+    }
 }
 
 /// Sends `signal` to a child: to its whole process group (its pgid is its pid, after
