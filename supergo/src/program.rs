@@ -741,7 +741,7 @@ impl Worker {
                     ));
                 }
                 (Err(message), Waiter::Start(r) | Waiter::Restart { reply: r, .. }) => {
-                    let _ = self.answer(
+                    self.answer(
                         Some(r),
                         Reply::error(500, message.clone()).with_data(self.result_data()),
                     );
