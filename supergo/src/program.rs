@@ -664,7 +664,7 @@ impl Worker {
             notify_socket: notify_path.as_deref(),
             stdio,
         })
-        .map_err(|e| e.message)?;
+        .map_err(|e| without_name(&config.name, e.message))?;
         let pid = self
             .ctx
             .reaper
@@ -673,7 +673,7 @@ impl Worker {
                 if let Some(pid) = e.pid {
                     self.stillborn.push(pid);
                 }
-                e.message
+                without_name(&config.name, e.message)
             })?;
         self.generation = generation;
         let now = Instant::now();
@@ -752,7 +752,7 @@ impl Worker {
 
     fn on_start_failure(&mut self, message: String) {
         self.error = Some(message.clone());
-        self.answer_waiters(Err(message.clone()));
+        self.answer_waiters(Err(format!("{}: {message}", self.name())));
         if self.stop_requested || self.shutting_down {
             return;
         }
@@ -1337,5 +1337,14 @@ impl Worker {
             .status
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+    }
+}
+
+/// Spawn errors name their program ("web: cannot execute …") for callers that log them
+/// alone; the worker prefixes the name itself, once.
+fn without_name(name: &str, message: String) -> String {
+    match message.strip_prefix(&format!("{name}: ")) {
+        Some(rest) => rest.to_string(),
+        None => message,
     }
 }

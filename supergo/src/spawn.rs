@@ -291,10 +291,11 @@ fn build_env(req: &SpawnRequest<'_>, user: Option<&User>) -> Vec<(OsString, OsSt
 fn resolve_executable(argv0: &str, directory: &Path, path_var: &OsStr) -> Result<PathBuf, String> {
     if argv0.contains('/') {
         let path = directory.join(argv0);
+        let shown = lexically_normal(&path);
         return match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => Err(format!("{} is a directory", path.display())),
+            Ok(meta) if meta.is_dir() => Err(format!("{} is a directory", shown.display())),
             Ok(_) => Ok(path),
-            Err(e) => Err(format!("{}: {}", path.display(), io_reason(&e))),
+            Err(e) => Err(format!("{}: {}", shown.display(), io_reason(&e))),
         };
     }
     std::env::split_paths(path_var)
@@ -311,6 +312,25 @@ fn resolve_executable(argv0: &str, directory: &Path, path_var: &OsStr) -> Result
                 .unwrap_or(false)
         })
         .ok_or_else(|| format!("not found in PATH ({})", path_var.to_string_lossy()))
+}
+
+/// `path` without `.` and `a/..` components, for messages only: with symlinks the lexical
+/// form may name another file, so it is never what gets executed.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn io_reason(e: &std::io::Error) -> String {
