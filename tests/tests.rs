@@ -2,7 +2,9 @@
 //! compiled as one test binary (`integration`) that shares the `util` harness.
 
 mod child_contract;
+mod children;
 mod lifecycle;
+mod readiness;
 mod restart;
 mod util;
 mod util_selftest;
