@@ -1,8 +1,11 @@
 //! The integration tests: the real `supergo`, `supergoctl` and children over real sockets,
 //! compiled as one test binary (`integration`) that shares the `util` harness.
 
+mod api;
 mod child_contract;
 mod children;
+mod config_check;
+mod control_plane;
 mod lifecycle;
 mod readiness;
 mod restart;
