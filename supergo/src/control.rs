@@ -1,100 +1,75 @@
-//! The HTTP control API (`tiny_http`): routes, the JSON envelope, the bearer token.
+//! The HTTP control API: routes, the JSON envelope, the bearer token.
 //!
-//! A few handler threads call `recv()` on one server; each request becomes a message to the
-//! core with a reply channel. A malformed request gets a 4xx answer, never a crash.
+//! `http` serves each connection on its own thread (bounded); each request becomes a
+//! message to the core with a reply channel. A malformed request gets a 4xx answer, never a
+//! crash.
 //!
 //! Routes (DESIGN.md, "Control API"): `GET /status`, `GET /reread`, `POST /update`,
 //! `POST /start/NAME`, `POST /stop/NAME`, `POST /restart/NAME[?wait=false]`,
 //! `GET /log/NAME?stream=stdout|stderr&bytes=N[&offset=N]`. For the original supergo's
 //! clients, which send GET everywhere, the action routes accept GET as well.
 
+use std::net::TcpListener;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use tiny_http::{Header, Method, Response, Server};
 
+use crate::http;
 use crate::reply::Reply;
 use crate::supervisor::{self, CoreMessage, Request};
-use crate::warn;
-
-/// Handler threads: enough that a few slow restarts (answered only when the handoff ends)
-/// never hold up `status`.
-const HANDLER_THREADS: usize = 8;
 
 pub struct Control {
-    pub server: Arc<Server>,
+    pub listener: TcpListener,
     pub core: Sender<CoreMessage>,
     pub token: Option<String>,
 }
 
 impl Control {
-    /// Starts the handler threads; they run until the process exits.
+    /// Starts serving; runs until the process exits.
     pub fn start(self) -> std::io::Result<()> {
-        let control = Arc::new(self);
-        for i in 0..HANDLER_THREADS {
-            let control = control.clone();
-            std::thread::Builder::new()
-                .name(format!("control {i}"))
-                .stack_size(256 * 1024)
-                .spawn(move || loop {
-                    match control.server.recv() {
-                        Ok(request) => control.serve(request),
-                        Err(e) => warn!("control API: cannot receive a request: {e}"),
-                    }
-                })?;
-        }
-        Ok(())
+        let Control {
+            listener,
+            core,
+            token,
+        } = self;
+        http::serve(
+            listener,
+            Arc::new(move |request: &http::Request| answer(&core, token.as_deref(), request)),
+        )
     }
+}
 
-    fn serve(&self, request: tiny_http::Request) {
-        let reply = self.answer(&request);
-        let (body, content_type) = match &reply.raw {
-            Some(text) => (text.clone(), &b"text/plain; version=0.0.4"[..]),
-            None => (reply.body(), &b"application/json"[..]),
+fn answer(core: &Sender<CoreMessage>, token: Option<&str>, request: &http::Request) -> Reply {
+    if let Some(token) = token {
+        let given = request.authorization.as_deref().unwrap_or("");
+        // The scheme is case-insensitive (RFC 9110 11.1); the token itself is not.
+        let given = match given.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ => "",
         };
-        let mut response = Response::from_string(body).with_status_code(reply.http);
-        if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], content_type) {
-            response.add_header(h);
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return Reply::error(
+                401,
+                "missing or wrong token: send `Authorization: Bearer <token>` (supergoctl --token or SUPERGO_TOKEN)",
+            );
         }
-        if reply.http == 401 {
-            if let Ok(h) = Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..]) {
-                response.add_header(h);
-            }
-        }
-        // The client may have hung up; nothing to do about it.
-        let _ = request.respond(response);
     }
-
-    fn answer(&self, request: &tiny_http::Request) -> Reply {
-        if let Some(token) = &self.token {
-            let given = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .map(|h| h.value.as_str().trim().to_string())
-                .unwrap_or_default();
-            let given = given.strip_prefix("Bearer ").unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                return Reply::error(401, "missing or wrong token: send `Authorization: Bearer <token>` (supergoctl --token or SUPERGO_TOKEN)");
-            }
-        }
-        match route(request.method(), request.url()) {
-            Ok(req) => supervisor::ask(&self.core, req),
-            Err(reply) => reply,
-        }
+    match route(&request.method, &request.target) {
+        Ok(req) => supervisor::ask(core, req),
+        Err(reply) => reply,
     }
 }
 
 /// Maps method + URL to a core request, or the 4xx answer.
-pub fn route(method: &Method, url: &str) -> Result<Request, Reply> {
+pub fn route(method: &str, url: &str) -> Result<Request, Reply> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let segments: Vec<&str> = path
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let is_get = *method == Method::Get || *method == Method::Head;
-    let is_action = *method == Method::Post || *method == Method::Get;
+    let is_get = method == "GET" || method == "HEAD";
+    let is_action = method == "POST" || method == "GET";
     let wrong_method = |allowed: &str| {
         Reply::error(
             405,
@@ -180,27 +155,21 @@ mod tests {
 
     #[test]
     fn routes_and_refuses() {
+        assert!(matches!(route("GET", "/status"), Ok(Request::Status)));
         assert!(matches!(
-            route(&Method::Get, "/status"),
-            Ok(Request::Status)
-        ));
-        assert!(matches!(
-            route(&Method::Post, "/restart/web?wait=false"),
+            route("POST", "/restart/web?wait=false"),
             Ok(Request::Restart { wait: false, .. })
         ));
         assert!(matches!(
-            route(&Method::Post, "/restart/web"),
+            route("POST", "/restart/web"),
             Ok(Request::Restart { wait: true, .. })
         ));
-        assert_eq!(route(&Method::Delete, "/status").unwrap_err().http, 405);
-        assert_eq!(route(&Method::Put, "/stop/web").unwrap_err().http, 405);
-        assert_eq!(route(&Method::Get, "/nope").unwrap_err().http, 404);
-        assert_eq!(route(&Method::Post, "/start/../etc").unwrap_err().http, 404);
-        assert_eq!(route(&Method::Post, "/start/a%20b").unwrap_err().http, 400);
-        assert_eq!(
-            route(&Method::Get, "/log/web?bytes=x").unwrap_err().http,
-            400
-        );
+        assert_eq!(route("DELETE", "/status").unwrap_err().http, 405);
+        assert_eq!(route("PUT", "/stop/web").unwrap_err().http, 405);
+        assert_eq!(route("GET", "/nope").unwrap_err().http, 404);
+        assert_eq!(route("POST", "/start/../etc").unwrap_err().http, 404);
+        assert_eq!(route("POST", "/start/a%20b").unwrap_err().http, 400);
+        assert_eq!(route("GET", "/log/web?bytes=x").unwrap_err().http, 400);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod listener;
 pub mod log;
 pub mod logs;

@@ -154,7 +154,8 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         .or_else(|| config.daemon.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     refuse_open_control(&listen, &config)?;
-    let server = tiny_http::Server::http(&listen).map_err(|e| {
+    // std's TcpListener is created with SOCK_CLOEXEC: children never inherit it.
+    let listener = std::net::TcpListener::bind(&listen).map_err(|e| {
         format!("cannot listen on {listen} for the control API: {e} — is another supergo running? (use --listen to pick another address)")
     })?;
 
@@ -180,7 +181,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     let token = config.daemon.token.clone();
     let supervisor = Supervisor::new(config, ctx);
     Control {
-        server: Arc::new(server),
+        listener,
         core: core_tx,
         token,
     }
