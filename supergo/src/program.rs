@@ -61,11 +61,26 @@ pub struct Context {
 }
 
 /// The core's side of a worker.
+/// A program's effective config: the one its serving process runs with. The worker updates
+/// it when a handoff to a new config succeeds, so a failed `update` leaves the old one here
+/// and a later `reread` still shows the change.
+pub type SharedConfig = Arc<Mutex<Arc<ProgramConfig>>>;
+
 pub struct ProgramHandle {
-    pub config: Arc<ProgramConfig>,
+    pub config: SharedConfig,
     pub commands: Sender<Command>,
     pub status: SharedStatus,
     pub thread: JoinHandle<()>,
+}
+
+impl ProgramHandle {
+    /// The effective config (see `SharedConfig`).
+    pub fn config(&self) -> Arc<ProgramConfig> {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Starts the worker thread of one program. `listeners` is the outcome of binding its
@@ -77,14 +92,22 @@ pub fn launch(
 ) -> std::io::Result<ProgramHandle> {
     let (commands_tx, commands_rx) = unbounded();
     let status: SharedStatus = Arc::new(Mutex::new(ProgramStatus::new(&config.name)));
-    let worker = Worker::new(config.clone(), listeners, ctx, commands_rx, status.clone());
+    let shared_config: SharedConfig = Arc::new(Mutex::new(config.clone()));
+    let worker = Worker::new(
+        config.clone(),
+        shared_config.clone(),
+        listeners,
+        ctx,
+        commands_rx,
+        status.clone(),
+    );
     let thread = std::thread::Builder::new()
         .name(format!("program {}", config.name))
         // Workers keep little on their stack; a small stack keeps 1000 programs cheap.
         .stack_size(128 * 1024)
         .spawn(move || worker.run())?;
     Ok(ProgramHandle {
-        config,
+        config: shared_config,
         commands: commands_tx,
         status,
         thread,
@@ -232,6 +255,7 @@ struct RestartAfterStop {
 
 struct Worker {
     config: Arc<ProgramConfig>,
+    shared_config: SharedConfig,
     listeners: Vec<Arc<Listener>>,
     listen_error: Option<String>,
     ctx: Arc<Context>,
@@ -274,6 +298,7 @@ struct Worker {
 impl Worker {
     fn new(
         config: Arc<ProgramConfig>,
+        shared_config: SharedConfig,
         listeners: Result<Vec<Arc<Listener>>, String>,
         ctx: Arc<Context>,
         commands: Receiver<Command>,
@@ -286,6 +311,7 @@ impl Worker {
         };
         let mut worker = Worker {
             config,
+            shared_config,
             listeners,
             listen_error: listen_error.clone(),
             ctx,
@@ -591,9 +617,14 @@ impl Worker {
     /// Takes a new config and its listeners (the old listeners are released: a socket no
     /// other holder keeps is closed).
     fn adopt(&mut self, config: Arc<ProgramConfig>, listeners: Vec<Arc<Listener>>) {
-        self.config = config;
+        self.set_config(config);
         self.listeners = listeners;
         self.notify = None;
+    }
+
+    fn set_config(&mut self, config: Arc<ProgramConfig>) {
+        *self.shared_config.lock().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        self.config = config;
     }
 
     // ----- starting -------------------------------------------------------------------
@@ -847,7 +878,8 @@ impl Worker {
         let took = handoff.requested.elapsed();
         let ms = took.as_secs_f64() * 1000.0;
         if let Some((config, listeners)) = handoff.replacement.take() {
-            self.config = config;
+            // The notify socket stays: the new process was given it.
+            self.set_config(config);
             self.listeners = listeners;
         }
         let old = self.current.replace(handoff.process);

@@ -68,22 +68,41 @@ impl Supervisor {
             retiring: Vec::new(),
             ctx,
         };
+        let mut groups: BTreeMap<i32, Vec<Sender<Command>>> = BTreeMap::new();
         for program in config.start_order() {
-            supervisor.add_program(program.clone(), None);
+            let (priority, autostart) = (program.priority, program.autostart);
+            supervisor.add_program(program.clone(), None, false);
+            if let Some(handle) = supervisor.programs.get(&program.name) {
+                if autostart
+                    && handle
+                        .status
+                        .lock()
+                        .map(|s| s.error.is_none())
+                        .unwrap_or(false)
+                {
+                    groups
+                        .entry(priority)
+                        .or_default()
+                        .push(handle.commands.clone());
+                }
+            }
         }
+        start_by_priority(groups);
         supervisor
     }
 
     /// Binds the program's listeners (an error makes it Fatal, the others run), starts its
-    /// worker and, with `autostart`, the program.
-    fn add_program(&mut self, program: ProgramConfig, reply: Option<Replier>) {
+    /// worker and, with `autostart` and `start_now`, the program.
+    fn add_program(&mut self, program: ProgramConfig, reply: Option<Replier>, start_now: bool) {
         let name = program.name.clone();
         let autostart = program.autostart;
         let listeners = self.acquire_listeners(&program);
         let listen_failed = listeners.is_err();
         match program::launch(Arc::new(program), listeners, self.ctx.clone()) {
             Ok(handle) => {
-                if autostart && !listen_failed {
+                if !start_now {
+                    // The caller starts it (in priority order).
+                } else if autostart && !listen_failed {
                     let _ = handle.commands.send(Command::Start(reply));
                 } else if let Some(r) = reply {
                     let status = handle
@@ -310,7 +329,12 @@ impl Supervisor {
         for warning in &new.warnings {
             warn!("{warning}");
         }
-        Ok((Diff::between(&self.config, &new), new))
+        let running: BTreeMap<String, Arc<ProgramConfig>> = self
+            .programs
+            .iter()
+            .map(|(name, h)| (name.clone(), h.config()))
+            .collect();
+        Ok((Diff::between(&running, &new), new))
     }
 
     /// Applies the config file: starts added programs, stops removed ones, hands changed
@@ -350,7 +374,6 @@ impl Supervisor {
                 .pool
                 .acquire_all(&program.listen_addrs, program.socket_mode);
             let program = Arc::new(program.clone());
-            handle.config = program.clone();
             let (tx, rx) = bounded(1);
             let _ = handle.commands.send(Command::Replace {
                 config: program,
@@ -368,7 +391,7 @@ impl Supervisor {
         for program in inserts {
             info!("{}: added to the config", program.name);
             let (tx, rx) = bounded(1);
-            self.add_program(program.clone(), Some(tx));
+            self.add_program(program.clone(), Some(tx), true);
             pending.push((program.name.clone(), "added", rx));
         }
         self.config = new;
@@ -386,7 +409,7 @@ impl Supervisor {
         let Some(handle) = self.programs.get(name) else {
             return Reply::error(404, format!("no program named `{name}`"));
         };
-        let config = &handle.config;
+        let config = handle.config();
         let path = match stream {
             "stdout" => config.stdout_file.clone(),
             "stderr" if config.redirect_stderr => config.stdout_file.clone(),
@@ -418,13 +441,13 @@ impl Supervisor {
         let mut groups: BTreeMap<i32, Vec<&ProgramHandle>> = BTreeMap::new();
         for handle in self.programs.values() {
             groups
-                .entry(handle.config.priority)
+                .entry(handle.config().priority)
                 .or_default()
                 .push(handle);
         }
         for handle in &self.retiring {
             groups
-                .entry(handle.config.priority)
+                .entry(handle.config().priority)
                 .or_default()
                 .push(handle);
         }
@@ -436,8 +459,8 @@ impl Supervisor {
                     // A worker always ends within stop_timeout (then SIGKILL); the margin
                     // covers a process stuck in the kernel, which SIGKILL cannot end.
                     waits.push((
-                        handle.config.name.clone(),
-                        handle.config.stop_timeout + Duration::from_secs(5),
+                        handle.config().name.clone(),
+                        handle.config().stop_timeout + Duration::from_secs(5),
                         rx,
                     ));
                 }
@@ -451,6 +474,31 @@ impl Supervisor {
             }
         }
         info!("every program is stopped; supergo exits");
+    }
+}
+
+/// Starts programs in ascending `priority`, in a thread of its own: every program of one
+/// priority at once, and the next priority once each of them is running or has failed its
+/// first start (so a database at priority 100 serves before the web tier at 999 starts).
+fn start_by_priority(groups: BTreeMap<i32, Vec<Sender<Command>>>) {
+    let spawned = std::thread::Builder::new()
+        .name("starter".into())
+        .spawn(move || {
+            for (_, group) in groups {
+                let waits: Vec<Receiver<Reply>> = group
+                    .into_iter()
+                    .filter_map(|commands| {
+                        let (tx, rx) = bounded(1);
+                        commands.send(Command::Start(Some(tx))).ok().map(|()| rx)
+                    })
+                    .collect();
+                for rx in waits {
+                    let _ = rx.recv();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        error!("cannot start the starter thread: {e}");
     }
 }
 
@@ -507,17 +555,17 @@ pub struct Diff {
 }
 
 impl Diff {
-    pub fn between(old: &Config, new: &Config) -> Diff {
+    /// `running`: each program's effective config; `new`: the config file as it is now.
+    pub fn between(running: &BTreeMap<String, Arc<ProgramConfig>>, new: &Config) -> Diff {
         let mut diff = Diff::default();
         for (name, program) in &new.programs {
-            match old.programs.get(name) {
+            match running.get(name) {
                 None => diff.inserts.push(name.clone()),
                 Some(before) if !before.same_as(program) => diff.updates.push(name.clone()),
                 Some(_) => {}
             }
         }
-        diff.deletes = old
-            .programs
+        diff.deletes = running
             .keys()
             .filter(|n| !new.programs.contains_key(*n))
             .cloned()
