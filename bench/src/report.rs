@@ -135,8 +135,10 @@ pub fn with_ratio(v: f64, base: Option<f64>) -> String {
             let r = v / b;
             let r = if r >= 10.0 {
                 format!("{r:.0}")
-            } else {
+            } else if r >= 0.1 {
                 format!("{r:.1}")
+            } else {
+                format!("{r:.2}")
             };
             format!("{} ({r}×)", fmt_num(v))
         }

@@ -184,5 +184,12 @@ pub fn machine() -> serde_json::Value {
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| crate::procfs::parse_status_field(&t, "MemTotal"));
-    serde_json::json!({ "nproc": cpus, "cpu_model": model, "kernel": kernel, "mem_kib": mem_kib })
+    // The machine is shared: its load when the run started says how quiet it was.
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    serde_json::json!({
+        "nproc": cpus, "cpu_model": model, "kernel": kernel, "mem_kib": mem_kib,
+        "loadavg_at_start": loadavg,
+    })
 }

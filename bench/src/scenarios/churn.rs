@@ -124,7 +124,7 @@ pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
         one(mismatched as f64),
     ));
     t.push(Row::num(
-        "restart counter, all programs",
+        "`restarts` in supergo's status (it counts restarts after ready only)",
         "",
         one(restarts as f64),
     ));

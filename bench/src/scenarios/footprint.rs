@@ -142,11 +142,7 @@ fn measure(ctx: &Ctx, peer: Peer, count: usize, sleep: &Path) -> Result<Point, S
         .collect();
     let mut sys = systems::launch(peer, &programs, dir.path(), &ctx.paths, &ctx.installed)?;
     let result = (|| {
-        let every = if peer == Peer::Supervisord {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_millis(50)
-        };
+        let every = Duration::from_millis(200);
         wait_for(
             "all programs running",
             Duration::from_secs(300),

@@ -22,8 +22,12 @@ use crate::Ctx;
 pub fn run(ctx: &Ctx) -> Result<(), String> {
     let machine = setup::machine();
     println!(
-        "# bench {}: {} CPU(s), {}, kernel {}\n",
-        ctx.opts.scenario, machine["nproc"], machine["cpu_model"], machine["kernel"]
+        "# bench {}: {} CPU(s), {}, kernel {}, load average {}\n",
+        ctx.opts.scenario,
+        machine["nproc"],
+        machine["cpu_model"],
+        machine["kernel"],
+        machine["loadavg_at_start"]
     );
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)

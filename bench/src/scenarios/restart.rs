@@ -33,10 +33,8 @@ use crate::systems::{self, Peer, Program, RestartOutcome, System};
 use crate::{procfs, Ctx};
 
 /// Restarts without load, per system: enough for a median, few enough for supervisord.
-const IDLE_RESTARTS_SUPERGO: usize = 10;
+const IDLE_RESTARTS_SUPERGO: usize = 20;
 const IDLE_RESTARTS_PEER: usize = 3;
-/// Standalone child starts for its start-to-ready median.
-const CHILD_STARTS: usize = 10;
 const SLOW_MS: u64 = 800;
 
 pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
@@ -64,11 +62,6 @@ pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
             }
         };
         eprintln!("== restart, {} child ({})", kind.name(), exe.display());
-        let start_idle = child_start(&exe, CHILD_STARTS)?;
-        eprintln!(
-            "   child start-to-ready, idle: median {:.2} ms",
-            median(&start_idle).unwrap_or(f64::NAN)
-        );
         let mut runs = Vec::new();
         for &peer in &peers {
             eprintln!("-- {} ({} child)", peer.label(), kind.name());
@@ -93,10 +86,9 @@ pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
                 }
             }
         }
-        tables.push(table(ctx, kind, &runs, &start_idle));
+        tables.push(table(ctx, kind, &runs));
         results.push(json!({
             "child": kind.name(),
-            "child_start_idle_ms": summarize(&start_idle),
             "runs": runs.iter().map(RunResult::to_json).collect::<Vec<_>>(),
         }));
     }
@@ -116,7 +108,9 @@ struct RunResult {
     run_secs: f64,
     before: Snapshot,
     after: Snapshot,
-    /// supergo only: the child's start-to-ready while the load runs.
+    /// supergo only: the child's own start-to-ready, measured beside each restart without
+    /// load, and in the gap after each restart under load.
+    start_idle: Vec<f64>,
     start_loaded: Vec<f64>,
 }
 
@@ -144,6 +138,7 @@ impl RunResult {
             "run_secs": self.run_secs,
             "before": self.before,
             "after": self.after,
+            "child_start_idle_ms": summarize(&self.start_idle),
             "child_start_loaded_ms": summarize(&self.start_loaded),
         })
     }
@@ -197,7 +192,7 @@ fn run_one(ctx: &Ctx, peer: Peer, exe: &Path) -> Result<RunResult, String> {
     program.ready_timeout = 10.0;
     program.stop_timeout = 10.0;
     let mut sys = systems::launch(peer, &[program], dir.path(), &ctx.paths, &ctx.installed)?;
-    let result = measure(ctx, peer, sys.as_mut(), exe, addr);
+    let result = measure(ctx, peer, sys.as_mut(), exe, addr, dir.path());
     sys.shutdown(Duration::from_secs(20));
     result
 }
@@ -208,8 +203,18 @@ fn measure(
     sys: &mut dyn System,
     exe: &Path,
     addr: std::net::SocketAddr,
+    dir: &Path,
 ) -> Result<RunResult, String> {
     let gap = Duration::from_millis(ctx.opts.gap_ms);
+    // The child's own start is measured right beside supergo's restarts, so that both see the
+    // same machine (it is shared, and its load changes from minute to minute).
+    let mut starts = 0;
+    let mut child_start = || -> Result<f64, String> {
+        starts += 1;
+        child_start_once(exe, &dir.join(format!("notify-{starts}")))
+    };
+    let mut start_idle = Vec::new();
+    let mut start_loaded = Vec::new();
     wait_serving(addr, Duration::from_secs(30))?;
     let pid = sys.pid();
 
@@ -221,6 +226,9 @@ fn measure(
     };
     let mut idle = Vec::new();
     for _ in 0..idle_count {
+        if peer == Peer::Supergo {
+            start_idle.push(child_start()?);
+        }
         idle.push(sys.restart("web"));
         wait_serving(addr, Duration::from_secs(30))?;
         std::thread::sleep(gap);
@@ -246,11 +254,6 @@ fn measure(
     // 3. Restarts under load.
     let load = Load::start(&cfg)?;
     std::thread::sleep(Duration::from_secs(1));
-    let start_loaded = if peer == Peer::Supergo {
-        child_start(exe, CHILD_STARTS)?
-    } else {
-        Vec::new()
-    };
     let before = Snapshot::take(pid);
     let cpu0 = procfs::cpu_ticks(pid)?;
     let t_run = Instant::now();
@@ -263,7 +266,11 @@ fn measure(
             eprintln!("   restart {} failed: {}", i + 1, outcome.message);
         }
         loaded.push(outcome);
-        std::thread::sleep(gap);
+        let t = Instant::now();
+        if peer == Peer::Supergo {
+            start_loaded.push(child_start()?);
+        }
+        std::thread::sleep(gap.saturating_sub(t.elapsed()));
         if (i + 1) % 100 == 0 {
             eprintln!("   {} restarts", i + 1);
         }
@@ -293,6 +300,7 @@ fn measure(
         run_secs,
         before,
         after,
+        start_idle,
         start_loaded,
     })
 }
@@ -401,18 +409,8 @@ fn analyze(samples: &[Sample], marks: &[u64], end_us: u64) -> Analysis {
     a
 }
 
-/// The child's own start-to-ready, `n` times: spawned by the bench with a listener at `--fd`
-/// and a notify socket of its own, timed from spawn to `READY=1` (ms).
-fn child_start(exe: &Path, n: usize) -> Result<Vec<f64>, String> {
-    let dir = TempDir::new("child-start")?;
-    let mut out = Vec::new();
-    for i in 0..n {
-        let path = dir.path().join(format!("notify-{i}"));
-        out.push(child_start_once(exe, &path)?);
-    }
-    Ok(out)
-}
-
+/// The child's own start-to-ready: spawned by the bench with a listener at `--fd` and a
+/// notify socket of its own, timed from spawn to `READY=1` (ms).
 fn child_start_once(exe: &Path, notify: &Path) -> Result<f64, String> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     let sock = UnixDatagram::bind(notify).map_err(|e| format!("{}: {e}", notify.display()))?;
@@ -463,7 +461,7 @@ fn child_start_once(exe: &Path, notify: &Path) -> Result<f64, String> {
     Ok(took.as_secs_f64() * 1000.0)
 }
 
-fn table(ctx: &Ctx, kind: ChildKind, runs: &[RunResult], start_idle: &[f64]) -> Table {
+fn table(ctx: &Ctx, kind: ChildKind, runs: &[RunResult]) -> Table {
     let peers: Vec<Peer> = runs.iter().map(|r| r.peer).collect();
     let soak = ctx.opts.restarts >= 1000;
     let mut t = Table::new(
@@ -606,7 +604,7 @@ fn table(ctx: &Ctx, kind: ChildKind, runs: &[RunResult], start_idle: &[f64]) -> 
         values
     };
     if let Some(sg) = sg {
-        let start_idle = median(start_idle);
+        let start_idle = median(&sg.start_idle);
         let start_loaded = median(&sg.start_loaded);
         let cmd_idle = median(&took(&sg.idle));
         let cmd_loaded = median(&took(&sg.loaded));
