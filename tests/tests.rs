@@ -14,3 +14,4 @@ mod settings;
 mod update;
 mod util;
 mod util_selftest;
+mod regressions;

@@ -17,7 +17,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::reply::Reply;
 
@@ -117,10 +117,7 @@ fn serve_connection(stream: TcpStream, handler: &Handler) -> io::Result<()> {
             return write_response(&mut writer, &reply, false, parsed.request.method == "HEAD");
         }
         // The control API uses no body; read it so the next request starts at its start.
-        io::copy(
-            &mut (&mut reader).take(parsed.content_length),
-            &mut io::sink(),
-        )?;
+        discard_body(&mut reader, parsed.content_length)?;
         let reply = handler(&parsed.request);
         let head_only = parsed.request.method == "HEAD";
         write_response(&mut writer, &reply, parsed.keep_alive, head_only)?;
@@ -128,6 +125,26 @@ fn serve_connection(stream: TcpStream, handler: &Handler) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Reads and drops `len` bytes (at most `MAX_BODY`), all within `READ_TIMEOUT`.
+fn discard_body(reader: &mut BufReader<TcpStream>, len: u64) -> io::Result<()> {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut left = len;
+    let mut buf = [0u8; 4096];
+    while left > 0 {
+        let time = deadline.saturating_duration_since(Instant::now());
+        if time.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        reader.get_ref().set_read_timeout(Some(time))?;
+        let want = buf.len().min(usize::try_from(left).unwrap_or(buf.len()));
+        match reader.read(&mut buf[..want])? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => left -= n as u64,
+        }
+    }
+    Ok(())
 }
 
 /// What reading a request head gave.
@@ -140,12 +157,27 @@ enum Head {
 }
 
 /// Reads up to the blank line ending a request head.
+///
+/// The whole head must arrive within `READ_TIMEOUT` of the first read (a timeout per read
+/// would let a client that sends a byte every few seconds hold the connection forever), and
+/// blank lines before it count toward `MAX_HEAD`.
 fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Head> {
+    let deadline = Instant::now() + READ_TIMEOUT;
     let mut head = Vec::with_capacity(512);
+    let mut consumed = 0;
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return if head.is_empty() {
+                Ok(Head::Closed)
+            } else {
+                Err(io::ErrorKind::TimedOut.into())
+            };
+        }
+        reader.get_ref().set_read_timeout(Some(left))?;
         let mut line = Vec::new();
         let n = (&mut *reader)
-            .take((MAX_HEAD + 1 - head.len()) as u64)
+            .take((MAX_HEAD + 1 - consumed) as u64)
             .read_until(b'\n', &mut line);
         let n = match n {
             Ok(n) => n,
@@ -159,15 +191,19 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Head> {
                 Err(io::ErrorKind::UnexpectedEof.into())
             };
         }
+        consumed += n;
         // Blank lines before a request line are allowed (RFC 9112 2.2).
         if head.is_empty() && (line == b"\r\n" || line == b"\n") {
+            if consumed > MAX_HEAD {
+                return Ok(Head::TooLarge(false));
+            }
             continue;
         }
         head.extend_from_slice(&line);
         if line == b"\r\n" || line == b"\n" {
             return Ok(Head::Complete(head));
         }
-        if head.len() > MAX_HEAD || !line.ends_with(b"\n") {
+        if consumed > MAX_HEAD || !line.ends_with(b"\n") {
             return Ok(Head::TooLarge(head.starts_with(b"HEAD ")));
         }
     }

@@ -179,8 +179,23 @@ fn bind_tcp(sa: &SocketAddr) -> Result<OwnedFd, String> {
 fn bind_unix(path: &Path, socket_mode: u32) -> Result<OwnedFd, String> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            // Left by a previous supergo (or a crash): nobody can be listening on it, since
-            // we are about to own this address. Replace it.
+            // Stale (left by a crash) only if nobody accepts on it: a live server's socket
+            // must not be unlinked and taken over.
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(format!(
+                        "{} is in use: another process is listening on it",
+                        path.display()
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot check whether {} is in use: {e}",
+                        path.display()
+                    ))
+                }
+            }
             std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket: {e}"))?;
         }
         Ok(_) => return Err(format!("{} exists and is not a socket", path.display())),

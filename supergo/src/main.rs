@@ -2,14 +2,14 @@
 //! installs signal handling, starts the programs and runs the core until a stop signal.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crossbeam_channel::unbounded;
 use supergo::config::{self, Config, DEFAULT_LISTEN};
 use supergo::control::Control;
-use supergo::listener::ListenerPool;
+use supergo::listener::{ListenAddr, ListenerPool};
 use supergo::logs::LogHub;
 use supergo::program::Context;
 use supergo::reaper::Reaper;
@@ -153,6 +153,16 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         .clone()
         .or_else(|| config.daemon.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    // The same forms as listen_addrs (":22106" = every interface), TCP only.
+    let listen = match ListenAddr::parse(&listen, Path::new(".")) {
+        Ok(ListenAddr::Tcp(addr)) => addr.to_string(),
+        Ok(ListenAddr::Unix(_)) => {
+            return Err(format!(
+                "control API address {listen}: the control API listens on TCP only (host:port)"
+            ))
+        }
+        Err(e) => return Err(format!("control API address: {e}")),
+    };
     refuse_open_control(&listen, &config)?;
     // std's TcpListener is created with SOCK_CLOEXEC: children never inherit it.
     let listener = std::net::TcpListener::bind(&listen).map_err(|e| {

@@ -11,12 +11,13 @@
 //! `STATUS=…` and `STOPPING=1` and ignores the rest (`MAINPID=`, `WATCHDOG=`, …), so
 //! children that send several keys in one datagram (gunicorn does) work.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver};
+use nix::errno::Errno;
 use nix::sys::socket::{
     bind, recvmsg, sendto, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned,
     MsgFlags, SockFlag, SockType, UnixAddr,
@@ -140,11 +141,16 @@ impl Drop for NotifySocket {
     }
 }
 
-/// Reads datagrams until one that counts; `None` ends the reader.
+/// Reads datagrams until one that counts; `None` ends the reader (supergo closed the
+/// socket). Anyone on the machine can send to an abstract socket, so nothing a sender does
+/// (fds attached, a truncated control message, garbage) may end the reader: such datagrams
+/// are dropped and the next one is read.
 fn receive(fd: &OwnedFd) -> Option<Notification> {
     let mut buf = [0u8; MAX_DATAGRAM];
     loop {
-        let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+        // Room for the credentials and for fds a sender may attach (FDSTORE=1), so that the
+        // credentials are never the part cut off.
+        let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials, [RawFd; 64]);
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let msg = match recvmsg::<()>(
             fd.as_raw_fd(),
@@ -153,14 +159,30 @@ fn receive(fd: &OwnedFd) -> Option<Notification> {
             MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Ok(msg) => msg,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return None,
+            Err(Errno::EBADF | Errno::ENOTSOCK) => return None,
+            // EINTR, ENOBUFS, ENOMEM: try the next datagram.
+            Err(_) => continue,
         };
         let len = msg.bytes;
-        let pid = msg.cmsgs().ok()?.find_map(|c| match c {
-            ControlMessageOwned::ScmCredentials(cred) => Some(Pid::from_raw(cred.pid())),
-            _ => None,
-        });
+        let mut pid = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                match c {
+                    ControlMessageOwned::ScmCredentials(cred) => {
+                        pid = Some(Pid::from_raw(cred.pid()))
+                    }
+                    // supergo keeps no fd store: close what was passed.
+                    ControlMessageOwned::ScmRights(fds) => {
+                        for passed in fds {
+                            // SAFETY: the kernel just installed these fds in this process
+                            // for us; nothing else refers to them.
+                            drop(unsafe { OwnedFd::from_raw_fd(passed) });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
         let Some(pid) = pid else { continue };
         let text = String::from_utf8_lossy(&buf[..len]).into_owned();
         if pid == getpid() && text.as_bytes() == CLOSE_MESSAGE {

@@ -114,9 +114,22 @@ pub fn launch(
     })
 }
 
+/// How a process is stopped: taken from the config it was started with, so an `update`
+/// that changes `stop_signal` never sends the new signal to an old binary.
+#[derive(Clone, Copy)]
+struct StopPolicy {
+    signal: Signal,
+    timeout: Duration,
+    as_group: bool,
+}
+
 /// One process of this program.
 struct Process {
     pid: Pid,
+    policy: StopPolicy,
+    /// Set when the leader exited while the rest of its process group still ran (a stopping
+    /// `sh -c '…'` whose server drains): the drain ends when the group is empty.
+    leader_exit: Option<(ExitStatus, Instant)>,
     generation: u64,
     started: Instant,
     started_wall: SystemTime,
@@ -293,6 +306,8 @@ struct Worker {
     /// published, so a client that gets "restarted" and then reads /status sees the new
     /// state, never the one before.
     outbox: Vec<(Replier, Reply)>,
+    /// When a notification from a foreign process was last logged.
+    foreign_warned: Option<Instant>,
 }
 
 impl Worker {
@@ -343,6 +358,7 @@ impl Worker {
             error: None,
             status_text: None,
             outbox: Vec::new(),
+            foreign_warned: None,
         };
         if let Some(e) = listen_error {
             error!("{}: {e}", worker.name());
@@ -588,8 +604,15 @@ impl Worker {
                 }
                 self.adopt(config, listeners);
                 self.listen_error = None;
+                self.backoff_until = None;
                 if self.config.autostart {
-                    self.on_start(reply);
+                    // Not through on_start: in Starting it would only queue the reply, and
+                    // nothing would start the new config's process.
+                    if let Some(r) = reply {
+                        self.waiters.push(Waiter::Start(r));
+                    }
+                    self.failures = 0;
+                    self.launch();
                 } else {
                     self.state = State::Stopped;
                     self.answer(
@@ -719,10 +742,16 @@ impl Worker {
         );
         Ok(Process {
             pid,
+            policy: StopPolicy {
+                signal: config.stop_signal,
+                timeout: config.stop_timeout,
+                as_group: config.stop_as_group,
+            },
+            leader_exit: None,
             generation,
             started: now,
             started_wall: SystemTime::now(),
-            ready_deadline: now + ready_in,
+            ready_deadline: now.checked_add(ready_in).unwrap_or(now + FAR_FUTURE),
             ready: false,
             stop: None,
         })
@@ -736,7 +765,11 @@ impl Worker {
         let pid = process.pid;
         let took = process.started.elapsed();
         self.state = State::Running;
-        self.failures = 0;
+        // Ready this fast proves little: the count resets once the process has run MIN_RUN
+        // (see on_current_exit), or now if it already has.
+        if took >= MIN_RUN {
+            self.failures = 0;
+        }
         self.error = None;
         info!(
             "{}[{pid}]: running (ready after {} ms)",
@@ -783,10 +816,17 @@ impl Worker {
 
     fn on_start_failure(&mut self, message: String) {
         self.error = Some(message.clone());
-        self.answer_waiters(Err(format!("{}: {message}", self.name())));
         if self.stop_requested || self.shutting_down {
+            self.answer_waiters(Err(format!("{}: {message}", self.name())));
             return;
         }
+        self.decide_after_failure(&message);
+        // After the decision, so the answer's `state` says Backoff or Fatal.
+        self.answer_waiters(Err(format!("{}: {message}", self.name())));
+    }
+
+    /// Backoff, or Fatal once `max_retry` retries in a row have failed.
+    fn decide_after_failure(&mut self, message: &str) {
         self.failures += 1;
         if self.failures > self.config.max_retry {
             error!(
@@ -1006,8 +1046,11 @@ impl Worker {
     /// Sends the stop signal and starts the SIGKILL clock.
     fn begin_stop(&mut self, mut process: Process, reason: &'static str) {
         let now = Instant::now();
-        let timeout = self.config.stop_timeout;
-        let signal = self.config.stop_signal;
+        let StopPolicy {
+            signal,
+            timeout,
+            as_group,
+        } = process.policy;
         info!(
             "{}[{}]: sending SIG{} ({reason}); SIGKILL in {:.1} s if still running",
             self.name(),
@@ -1015,12 +1058,14 @@ impl Worker {
             signal.as_str().trim_start_matches("SIG"),
             timeout.as_secs_f64()
         );
-        spawn::signal_child(process.pid, signal, self.config.stop_as_group);
+        spawn::signal_child(process.pid, signal, as_group);
         process.stop = Some(StopInfo {
             since: now,
             since_wall: SystemTime::now(),
-            kill_at: Some(now + timeout),
-            kill_at_wall: SystemTime::now() + timeout,
+            kill_at: Some(now.checked_add(timeout).unwrap_or(now + FAR_FUTURE)),
+            kill_at_wall: SystemTime::now()
+                .checked_add(timeout)
+                .unwrap_or(SystemTime::now() + FAR_FUTURE),
             reason,
         });
         self.stopping.push(process);
@@ -1051,26 +1096,33 @@ impl Worker {
     // ----- exits ----------------------------------------------------------------------
 
     fn on_exit(&mut self, exit: Exit) {
-        // Any process of this program may leave children in its group: reap them with it,
-        // so nothing outlives its program or holds its listeners.
-        if self.config.stop_as_group {
-            spawn::signal_child(exit.pid, Signal::SIGKILL, true);
-        }
         if self.current.as_ref().is_some_and(|p| p.pid == exit.pid) {
             let process = self.current.take().expect("checked just above");
+            // A crash: whatever the process left in its group must not outlive it (nor
+            // keep its listeners or log pipes).
+            kill_rest_of_group(&process);
             return self.on_current_exit(process, exit.status);
         }
-        if self
-            .handoff
-            .as_ref()
-            .is_some_and(|h| h.process.pid == exit.pid)
-        {
+        if let Some(handoff) = self.handoff.as_ref().filter(|h| h.process.pid == exit.pid) {
+            kill_rest_of_group(&handoff.process);
             let why = format!("{} before it was ready", exit.status);
             return self.roll_back(why, false);
         }
         if let Some(index) = self.stopping.iter().position(|p| p.pid == exit.pid) {
+            let process = &mut self.stopping[index];
+            // A stopping group leader (say `sh -c 'server'`) may exit at once while the rest
+            // of its group still drains: the drain ends when the group is empty, or at the
+            // SIGKILL deadline, never earlier.
+            if process.policy.as_group && group_alive(process.pid) {
+                info!(
+                    "{}[{}]: {}; the rest of its process group is still running, waiting for it",
+                    self.config.name, process.pid, exit.status
+                );
+                process.leader_exit = Some((exit.status, exit.at));
+                return;
+            }
             let process = self.stopping.remove(index);
-            self.on_stopped_exit(process, exit);
+            self.on_stopped_exit(process, exit.status, exit.at);
             return;
         }
         self.stillborn.retain(|pid| *pid != exit.pid);
@@ -1104,7 +1156,9 @@ impl Worker {
                 });
             }
             if let Some((config, listeners)) = handoff.replacement {
-                self.adopt(config, listeners);
+                // Not `adopt`: the new process was given this notify socket.
+                self.set_config(config);
+                self.listeners = listeners;
             }
             return;
         }
@@ -1122,6 +1176,15 @@ impl Worker {
             self.state = State::Exited;
             return;
         }
+        let ran = process.started.elapsed();
+        if ran >= MIN_RUN.max(self.config.start_secs) {
+            self.failures = 0;
+        } else {
+            return self.on_start_failure(format!(
+                "pid {pid} {status} {:.2} s after start, right after it became ready",
+                ran.as_secs_f64()
+            ));
+        }
         warn!(
             "{}[{pid}]: {status} unexpectedly; starting it again",
             self.name()
@@ -1130,9 +1193,9 @@ impl Worker {
         self.launch();
     }
 
-    fn on_stopped_exit(&mut self, process: Process, exit: Exit) {
+    fn on_stopped_exit(&mut self, process: Process, status: ExitStatus, at: Instant) {
         let Some(stop) = &process.stop else { return };
-        let took = exit.at.duration_since(stop.since).as_secs_f64();
+        let took = at.duration_since(stop.since).as_secs_f64();
         let how = if stop.kill_at.is_none() {
             "killed at the deadline"
         } else {
@@ -1147,7 +1210,7 @@ impl Worker {
             } else {
                 "stopped"
             },
-            exit.status,
+            status,
             process.generation
         );
         if self
@@ -1183,11 +1246,18 @@ impl Worker {
             .as_ref()
             .is_some_and(|p| note.from_process(p.pid));
         if !is_handoff && !is_current {
-            warn!(
-                "{}: ignoring a notification from pid {}, which is not its newest process",
-                self.name(),
-                note.pid
-            );
+            // Anyone can send to the socket: say it, but not for every datagram of a flood.
+            if self
+                .foreign_warned
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+            {
+                warn!(
+                    "{}: ignoring a notification from pid {}, which is not its newest process (further ones are not logged for 10 s)",
+                    self.name(),
+                    note.pid
+                );
+                self.foreign_warned = Some(Instant::now());
+            }
             return;
         }
         if let Some(text) = note.status {
@@ -1226,6 +1296,11 @@ impl Worker {
                 .iter()
                 .filter_map(|p| p.stop.as_ref().and_then(|s| s.kill_at)),
         );
+        // A group whose leader has exited sends no SIGCHLD when its last member goes (they
+        // are not our children): look again shortly. Only while such a drain lasts.
+        if self.stopping.iter().any(|p| p.leader_exit.is_some()) {
+            deadlines.push(Instant::now() + GROUP_POLL);
+        }
         deadlines.into_iter().min()
     }
 
@@ -1273,10 +1348,10 @@ impl Worker {
         }
         if self.backoff_until.is_some_and(|t| now >= t) {
             self.backoff_until = None;
+            self.restarts += 1;
             self.launch();
         }
         let name = self.config.name.clone();
-        let as_group = self.config.stop_as_group;
         for process in &mut self.stopping {
             let Some(stop) = process.stop.as_mut() else {
                 continue;
@@ -1287,9 +1362,18 @@ impl Worker {
                     process.pid,
                     stop.since.elapsed().as_secs_f64()
                 );
-                spawn::signal_child(process.pid, Signal::SIGKILL, as_group);
+                spawn::signal_child(process.pid, Signal::SIGKILL, process.policy.as_group);
                 stop.kill_at = None;
             }
+        }
+        while let Some(index) = self
+            .stopping
+            .iter()
+            .position(|p| p.leader_exit.is_some() && !group_alive(p.pid))
+        {
+            let process = self.stopping.remove(index);
+            let (status, _) = process.leader_exit.expect("filtered just above");
+            self.on_stopped_exit(process, status, now);
         }
     }
 
@@ -1378,5 +1462,31 @@ fn without_name(name: &str, message: String) -> String {
     match message.strip_prefix(&format!("{name}: ")) {
         Some(rest) => rest.to_string(),
         None => message,
+    }
+}
+
+/// How often a stopping process group whose leader has exited is checked for emptiness.
+const GROUP_POLL: Duration = Duration::from_millis(50);
+
+/// Stands in for "never" where a configured duration would overflow an `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// An exit of a process that had been running shorter than this, which would be restarted,
+/// counts as a failed start (backoff, `max_retry`): a program that dies right after it
+/// became ready must not be forked again in a hot loop.
+const MIN_RUN: Duration = Duration::from_secs(1);
+
+/// True while any process of the group `pgid` exists.
+fn group_alive(pgid: Pid) -> bool {
+    !matches!(
+        nix::sys::signal::killpg(pgid, None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// SIGKILL to what a process left in its group (when it was started `stop_as_group`).
+fn kill_rest_of_group(process: &Process) {
+    if process.policy.as_group {
+        spawn::signal_child(process.pid, Signal::SIGKILL, true);
     }
 }

@@ -25,7 +25,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -93,6 +93,8 @@ struct Identity {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
+    /// False when supergo already runs as that user (not root): no switch to make.
+    switch: bool,
 }
 
 /// The steps of the child's setup, reported with errno through the exec-error pipe.
@@ -357,6 +359,7 @@ fn lookup_identity(config: &ProgramConfig) -> Result<Option<(Identity, User)>, S
                         uid: me.uid,
                         gid: group.gid,
                         groups: vec![group.gid],
+                        switch: true,
                     },
                     me,
                 )));
@@ -382,6 +385,25 @@ fn lookup_identity(config: &ProgramConfig) -> Result<Option<(Identity, User)>, S
         Some(group_name) => lookup_group(name, group_name)?.gid,
         None => user.gid,
     };
+    if !Uid::effective().is_root() {
+        // Already that user: nothing to switch (setgroups would fail without root), but
+        // HOME/USER/LOGNAME are still set from it.
+        if gid != Gid::effective() {
+            return Err(fail(format!(
+                "{name}: group {gid} requested, but supergo runs as gid {} and only root can switch groups",
+                Gid::effective()
+            )));
+        }
+        return Ok(Some((
+            Identity {
+                uid: user.uid,
+                gid,
+                groups: Vec::new(),
+                switch: false,
+            },
+            user,
+        )));
+    }
     let c_name = cstring(user_name.as_bytes(), name, "the user name")?;
     let mut groups = unistd::getgrouplist(&c_name, gid).map_err(|e| {
         fail(format!(
@@ -397,6 +419,7 @@ fn lookup_identity(config: &ProgramConfig) -> Result<Option<(Identity, User)>, S
             uid: user.uid,
             gid,
             groups,
+            switch: true,
         },
         user,
     )))
@@ -465,6 +488,21 @@ pub fn fork(prepared: &mut Prepared) -> Result<Forked, SpawnError> {
             e.desc()
         ))
     })?;
+    // The child moves listeners to 3..3+n; a write end below that would be overwritten by a
+    // listener, and an exec error would then be written into a socket instead of the pipe.
+    let above = 3 + prepared.listener_fds.len() as RawFd;
+    let err_write = if err_write.as_raw_fd() < above {
+        let fd = fcntl(&err_write, FcntlArg::F_DUPFD_CLOEXEC(above)).map_err(|e| {
+            fail(format!(
+                "{name}: cannot move the exec-error pipe: {}",
+                e.desc()
+            ))
+        })?;
+        // SAFETY: F_DUPFD_CLOEXEC just returned this new fd, owned by nobody else.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    } else {
+        err_write
+    };
 
     // Block every signal in this thread across the fork: the child starts with them
     // blocked, so no signal-hook handler can run in it before it resets dispositions.
@@ -532,18 +570,35 @@ fn describe_failure(prepared: &Prepared, step: Option<Step>, errno: Errno) -> St
     let name = &prepared.program;
     let why = errno.desc();
     match step {
-        Some(Step::Exec) => format!(
-            "{name}: cannot execute {}: {why}",
-            prepared.executable.to_string_lossy()
-        ),
+        Some(Step::Exec) => {
+            let path =
+                lexically_normal(Path::new(OsStr::from_bytes(prepared.executable.as_bytes())));
+            let hint = if errno == Errno::ENOENT && path.exists() {
+                " (the file exists: its #! interpreter or its ELF loader is missing)"
+            } else {
+                ""
+            };
+            format!("{name}: cannot execute {}: {why}{hint}", path.display())
+        }
         Some(Step::Chdir) => format!(
             "{name}: cannot change directory to {}: {why}",
             prepared.directory.to_string_lossy()
         ),
-        Some(Step::Identity) => {
-            format!("{name}: cannot switch to the configured user/group: {why}")
+        Some(Step::Identity) => match &prepared.identity {
+            Some(id) => format!(
+                "{name}: cannot switch to uid {} gid {} (groups {:?}): {why}",
+                id.uid, id.gid, id.groups
+            ),
+            None => format!("{name}: cannot switch to the configured user/group: {why}"),
+        },
+        Some(Step::Rlimit) => {
+            let wanted: Vec<String> = prepared
+                .rlimits
+                .iter()
+                .map(|(resource, value)| format!("{resource:?}={value}"))
+                .collect();
+            format!("{name}: cannot set rlimits ({}): {why}", wanted.join(", "))
         }
-        Some(Step::Rlimit) => format!("{name}: cannot set an rlimit: {why}"),
         Some(Step::Signals) => format!("{name}: cannot reset signal handling: {why}"),
         Some(Step::Session) => format!("{name}: cannot create a session (setsid): {why}"),
         Some(Step::Stdio) => format!("{name}: cannot set up stdin/stdout/stderr: {why}"),
@@ -611,20 +666,23 @@ fn setup_child(p: &mut Prepared) -> Result<(), (Step, Errno)> {
     if let Some(mask) = p.umask {
         umask(mask);
     }
-    for (resource, value) in &p.rlimits {
-        setrlimit(*resource, *value, *value).map_err(|e| (Step::Rlimit, e))?;
-    }
-    if let Some(id) = &p.identity {
-        unistd::setgroups(&id.groups).map_err(|e| (Step::Identity, e))?;
-        unistd::setgid(id.gid).map_err(|e| (Step::Identity, e))?;
-        unistd::setuid(id.uid).map_err(|e| (Step::Identity, e))?;
-    }
-
     unistd::dup2_stdin(p.stdin.as_fd()).map_err(|e| (Step::Stdio, e))?;
     unistd::dup2_stdout(p.stdout.as_fd()).map_err(|e| (Step::Stdio, e))?;
     unistd::dup2_stderr(p.stderr.as_fd()).map_err(|e| (Step::Stdio, e))?;
 
     pass_listeners(&mut p.listener_fds)?;
+
+    // After the fd moves: a low `nofile` must not stop the child from duplicating the
+    // listeners while it still holds supergo's fds. Before dropping root: raising a hard
+    // limit needs it. Soft and hard both take the value, as systemd's `LimitNOFILE=N` does.
+    for (resource, value) in &p.rlimits {
+        setrlimit(*resource, *value, *value).map_err(|e| (Step::Rlimit, e))?;
+    }
+    if let Some(id) = p.identity.as_ref().filter(|id| id.switch) {
+        unistd::setgroups(&id.groups).map_err(|e| (Step::Identity, e))?;
+        unistd::setgid(id.gid).map_err(|e| (Step::Identity, e))?;
+        unistd::setuid(id.uid).map_err(|e| (Step::Identity, e))?;
+    }
 
     if let Some(index) = p.listen_pid_slot {
         write_pid(&mut p.envp[index], unistd::getpid());

@@ -151,7 +151,14 @@ fn read_daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
     let listen = s.string("listen")?;
     if let Some(listen) = &listen {
         // Checked here so that a typo is reported with its line; the control module binds it.
-        ListenAddr::parse(listen, &s.file.dir).map_err(|err| s.key_error("listen", err))?;
+        let addr =
+            ListenAddr::parse(listen, &s.file.dir).map_err(|err| s.key_error("listen", err))?;
+        if matches!(addr, ListenAddr::Unix(_)) {
+            return Err(s.key_error(
+                "listen",
+                "the control API listens on TCP only: use \"host:port\"".to_string(),
+            ));
+        }
     }
     Ok(DaemonConfig {
         listen,

@@ -13,6 +13,9 @@ use super::suggest;
 use super::tree::{Node, Table, Value};
 use super::ConfigError;
 
+/// The longest duration a key may hold.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 pub const SECONDS: &str = "a number of seconds (like 1 or 0.5)";
 
 pub struct Section<'a> {
@@ -177,6 +180,15 @@ impl<'a> Section<'a> {
         }
         if secs < 0.0 {
             return Err(self.item_error(key, node, format!("must not be negative, not {secs}")));
+        }
+        // A year is longer than any sane timeout, and keeps every deadline supergo computes
+        // from it (now + timeout, doubling backoffs) far from overflowing.
+        if secs > MAX_SECONDS {
+            return Err(self.item_error(
+                key,
+                node,
+                format!("must be at most {MAX_SECONDS} seconds (one year), not {secs}"),
+            ));
         }
         // What is left to fail: nan, inf, and more seconds than a Duration holds.
         Duration::try_from_secs_f64(secs)

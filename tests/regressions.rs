@@ -1,0 +1,157 @@
+//! Defects found in review, each pinned by the behaviour DESIGN.md promises.
+
+use std::time::Duration;
+
+use crate::util::{http_get, pid_alive, poll_until, Supergo, TIMEOUT};
+
+fn pid_of(status: &serde_json::Value) -> i32 {
+    status["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .expect("a pid in the status")
+}
+
+#[test]
+fn update_while_starting_answers_and_runs_the_new_config() {
+    let sg = Supergo::start(
+        "regress_update_while_starting",
+        r#"
+[program.web]
+command = "{probe} sleep"
+start_secs = 30
+"#,
+    );
+    let first = pid_of(&sg.wait_state("web", "Starting", TIMEOUT));
+    sg.write_config(
+        r#"
+[program.web]
+command = "{probe} serve"
+listen_addrs = ["127.0.0.1:{port}"]
+start_secs = 0.2
+"#,
+    );
+    let (http, body) = sg.api("POST", "/update");
+    assert_eq!(http, 200, "update of a starting program: {body}");
+    let status = sg.wait_state("web", "Running", TIMEOUT);
+    assert_ne!(pid_of(&status), first, "a process of the new config runs");
+    poll_until(TIMEOUT, "the first process to be stopped", || {
+        (!pid_alive(first)).then_some(())
+    });
+}
+
+#[test]
+fn drain_behind_a_shell_wrapper_is_not_cut_short() {
+    // `sh -c '…; true'` keeps sh as the group leader: it dies of SIGTERM at once while the
+    // server behind it still finishes its request. The drain lasts until the group is empty.
+    let sg = Supergo::start(
+        "regress_drain_behind_shell",
+        r#"
+[program.web]
+command = "sh -c '{hello} --fd 3; true'"
+listen_addrs = ["127.0.0.1:{port}"]
+start_secs = 0.3
+stop_timeout = 10
+"#,
+    );
+    sg.wait_state("web", "Running", TIMEOUT);
+    let addr = sg.app_addr();
+    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=1500"));
+    // The request must be in the old server before the restart begins.
+    poll_until(TIMEOUT, "a connection in the old server", || {
+        crate::util::descendants(sg.pid())
+            .iter()
+            .any(|p| sockets_of(p.pid) >= 2)
+            .then_some(())
+    });
+    let (http, body) = sg.api("POST", "/restart/web");
+    assert_eq!(http, 200, "restart: {body}");
+    let answer = slow.join().expect("the slow client thread");
+    assert_eq!(
+        answer,
+        Ok((200, "slept 1500 ms".to_string())),
+        "the in-flight request survived the handoff"
+    );
+    let log = sg.log();
+    assert!(
+        log.contains("the rest of its process group is still running"),
+        "supergo waited for the group:\n{log}"
+    );
+}
+
+#[test]
+fn crash_right_after_ready_backs_off_and_ends_fatal() {
+    let sg = Supergo::start(
+        "regress_crash_after_ready",
+        r#"
+[program.flappy]
+command = "false"
+start_secs = 0
+max_retry = 2
+backoff_secs = 0.05
+"#,
+    );
+    let status = sg.wait_state("flappy", "Fatal", TIMEOUT);
+    let log = sg.log();
+    assert_eq!(
+        log.matches("started generation").count(),
+        3,
+        "one start and max_retry retries, not a fork loop:\n{log}"
+    );
+    assert!(status["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("right after it became ready"));
+}
+
+#[test]
+fn stop_signal_change_by_update_is_not_sent_to_the_old_process() {
+    // The old generation was started with stop_signal = TERM: it must get TERM, even when
+    // the new config says USR2 (whose default action would kill it mid-request).
+    let sg = Supergo::start(
+        "regress_stop_signal_of_old",
+        r#"
+[program.web]
+command = "{probe} serve"
+listen_addrs = ["127.0.0.1:{port}"]
+start_secs = 0.2
+stop_timeout = 5
+"#,
+    );
+    let old = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    sg.write_config(
+        r#"
+[program.web]
+command = "{probe} serve"
+listen_addrs = ["127.0.0.1:{port}"]
+start_secs = 0.2
+stop_timeout = 5
+stop_signal = "USR2"
+"#,
+    );
+    let (http, body) = sg.api("POST", "/update");
+    assert_eq!(http, 200, "update: {body}");
+    crate::util::wait_pid_gone(old, Duration::from_secs(5));
+    let log = sg.log();
+    assert!(
+        log.contains(&format!("web[{old}]: sending SIGTERM (handoff)")),
+        "the old process got its own stop signal:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("web[{old}]: drained")) && log.contains("exited with status 0"),
+        "and drained cleanly:\n{log}"
+    );
+}
+
+/// How many sockets the process `pid` holds open.
+fn sockets_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
