@@ -8,14 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::util::{pid_alive, try_poll_until, wait_pid_gone, Supergo, TIMEOUT};
-
-fn pid_of(status: &serde_json::Value) -> i32 {
-    status["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .expect("a pid in the status")
-}
+use crate::util::{pid_alive, pid_of, try_poll_until, wait_pid_gone, Supergo, TIMEOUT};
 
 #[test]
 fn crashed_process_is_restarted() {

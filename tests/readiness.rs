@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::{
-    fail, http_get, pid_alive, poll_until, wait_pid_gone, HttpResponse, Load, LoadOptions, Supergo,
-    TIMEOUT,
+    fail, http_get, pid_alive, pid_of, poll_until, wait_pid_gone, HttpResponse, Load, LoadOptions,
+    Supergo, TIMEOUT,
 };
 
 /// How long a test watches a process that is not ready yet, to see that nothing treats it
@@ -108,14 +108,6 @@ fn start_with_files(name: &str, files: &[(&str, &str)], config: &str) -> Supergo
     sg.spawn(&[]);
     sg.wait_ready();
     sg
-}
-
-/// The pid of a status entry (0 when none).
-fn pid_of(status: &Value) -> i32 {
-    status["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0)
 }
 
 /// The pid of the new process of a restart in progress, if any.

@@ -2,14 +2,7 @@
 
 use std::time::Duration;
 
-use crate::util::{http_get, pid_alive, poll_until, Supergo, TIMEOUT};
-
-fn pid_of(status: &serde_json::Value) -> i32 {
-    status["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .expect("a pid in the status")
-}
+use crate::util::{http_get, pid_alive, pid_of, poll_until, sockets_of, Supergo, TIMEOUT};
 
 #[test]
 fn update_while_starting_answers_and_runs_the_new_config() {
@@ -130,28 +123,14 @@ stop_signal = "USR2"
     );
     let (http, body) = sg.api("POST", "/update");
     assert_eq!(http, 200, "update: {body}");
-    crate::util::wait_pid_gone(old, Duration::from_secs(5));
-    let log = sg.log();
+    // The drain line is written once supergo has reaped the old process.
+    let log = sg.wait_log(&format!("web[{old}]: drained"), Duration::from_secs(10));
     assert!(
         log.contains(&format!("web[{old}]: sending SIGTERM (handoff)")),
         "the old process got its own stop signal:\n{log}"
     );
     assert!(
-        log.contains(&format!("web[{old}]: drained")) && log.contains("exited with status 0"),
+        log.contains("exited with status 0"),
         "and drained cleanly:\n{log}"
     );
-}
-
-/// How many sockets the process `pid` holds open.
-fn sockets_of(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.flatten()
-                .filter(|e| {
-                    std::fs::read_link(e.path())
-                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }

@@ -4,14 +4,9 @@
 
 use std::time::Duration;
 
-use crate::util::{http_get, pid_alive, wait_pid_gone, Load, LoadOptions, Supergo, TIMEOUT};
-
-fn pid_of(status: &serde_json::Value) -> i32 {
-    status["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .expect("a pid in the status")
-}
+use crate::util::{
+    http_get, pid_alive, pid_of, sockets_of, wait_pid_gone, Load, LoadOptions, Supergo, TIMEOUT,
+};
 
 #[test]
 fn twenty_restarts_under_load_fail_no_request() {
@@ -186,18 +181,4 @@ stop_timeout = 10
         "the in-flight request completed"
     );
     wait_pid_gone(old, Duration::from_secs(5));
-}
-
-/// How many sockets the process `pid` holds open.
-fn sockets_of(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.flatten()
-                .filter(|e| {
-                    std::fs::read_link(e.path())
-                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }

@@ -1391,3 +1391,28 @@ fn load_thread(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Small readers shared by the test modules
+
+/// The `pid` of a status entry; panics (with a dump) when it has none.
+pub fn pid_of(status: &Value) -> i32 {
+    status["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or_else(|| fail(format!("no pid in the status entry {status}")))
+}
+
+/// How many sockets the process `pid` holds open (its listener, plus one per connection).
+pub fn sockets_of(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
