@@ -138,10 +138,19 @@ impl Load {
             .chain(std::iter::repeat_n(Kind::Slow, config.slow_clients));
         let mut threads = Vec::new();
         for (i, kind) in kinds.enumerate() {
+            // Fast clients start spread over one interval: paced in phase, they would all fire
+            // at once and leave an idle stretch between bursts that looks like a hole in
+            // service. Spread, the load has no gap longer than about 1 / rate.
+            let phase = if kind == Kind::Slow {
+                Duration::ZERO
+            } else {
+                interval.mul_f64(i as f64 / fast as f64)
+            };
             let client = Client {
                 config: config.clone(),
                 kind,
                 interval,
+                phase,
                 stop: stop.clone(),
                 t0,
             };
@@ -188,6 +197,8 @@ struct Client {
     config: LoadConfig,
     kind: Kind,
     interval: Duration,
+    /// When its first request goes, after the start.
+    phase: Duration,
     stop: Arc<AtomicBool>,
     t0: Instant,
 }
@@ -196,7 +207,7 @@ impl Client {
     fn run(self) -> Vec<Sample> {
         let mut samples = Vec::new();
         let mut conn: Option<Conn> = None;
-        let mut next = Instant::now();
+        let mut next = Instant::now() + self.phase;
         while !self.stop.load(Ordering::Relaxed) && self.t0.elapsed() < self.config.max_duration {
             if self.kind != Kind::Slow {
                 let now = Instant::now();

@@ -182,8 +182,10 @@ impl System for Supervisord {
     fn restart(&mut self, name: &str) -> RestartOutcome {
         match self.ctl(&["restart", name], Duration::from_secs(300)) {
             Ok(done) => RestartOutcome {
-                // `supervisorctl restart` prints "NAME: ERROR (…)" on a failed start.
-                ok: done.success() && !done.stdout.contains("ERROR"),
+                // `supervisorctl restart` is a stop, then a start: "NAME: ERROR (not running)"
+                // from the stop of a program that had died is no failure of the restart;
+                // "NAME: ERROR (spawn error)" from the start is.
+                ok: done.stdout.contains(&format!("{name}: started")),
                 took_ms: done.took.as_secs_f64() * 1000.0,
                 handoff_ms: None,
                 message: done.output(),
