@@ -39,6 +39,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     supergo::spawn::close_inherited_fds_on_exec();
     let args = match parse_args() {
         Ok(Some(args)) => args,
@@ -225,4 +226,16 @@ fn refuse_open_control(listen: &str, config: &Config) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// glibc gives each thread that allocates an arena of its own (up to 8 per core), and keeps
+/// what was freed in each. supergo has a thread per program and allocates little, rarely:
+/// one arena keeps its memory small (with 1000 programs, ~20 MiB less) at no visible cost.
+/// (nix has no mallopt.)
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a malloc parameter; called before any thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+    }
 }

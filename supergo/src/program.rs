@@ -700,6 +700,9 @@ impl Worker {
                     format!("{}: cannot create its NOTIFY_SOCKET: {e}", config.name)
                 })?);
         }
+        // One spawn at a time (forks are serialized by the reaper anyway): only one set of
+        // spawn buffers exists at once, instead of one per program when 1000 start together.
+        let _spawning = SPAWNING.lock().unwrap_or_else(|p| p.into_inner());
         let settings = Outputs::settings_of(config);
         if self.outputs.as_ref().is_none_or(|o| o.settings != settings) {
             self.outputs = Some(Outputs::open(&self.ctx.logs, config)?);
@@ -1464,6 +1467,9 @@ fn without_name(name: &str, message: String) -> String {
         None => message,
     }
 }
+
+/// Serializes spawns (see `spawn_process`).
+static SPAWNING: Mutex<()> = Mutex::new(());
 
 /// How often a stopping process group whose leader has exited is checked for emptiness.
 const GROUP_POLL: Duration = Duration::from_millis(50);
