@@ -193,3 +193,35 @@ pub fn machine() -> serde_json::Value {
         "loadavg_at_start": loadavg,
     })
 }
+
+/// What was measured: the commit of the workspace (with `-dirty` when the work tree has
+/// changes) and the size and age of the supergo binary, since other builds may replace it.
+pub fn provenance(paths: &Paths) -> serde_json::Value {
+    let git = |args: &[&str]| -> Option<String> {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(&paths.root).args(args);
+        let done = cleanup::run(&mut cmd, Duration::from_secs(20)).ok()?;
+        done.success().then(|| done.stdout.trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
+    let binary = paths.supergo().ok().and_then(|p| {
+        let meta = std::fs::metadata(&p).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(serde_json::json!({
+            "path": p.display().to_string(),
+            "bytes": meta.len(),
+            "modified_unix": modified,
+        }))
+    });
+    serde_json::json!({
+        "commit": commit,
+        "dirty": dirty,
+        "supergo_binary": binary,
+    })
+}

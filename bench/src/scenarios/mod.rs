@@ -21,6 +21,16 @@ use crate::Ctx;
 
 pub fn run(ctx: &Ctx) -> Result<(), String> {
     let machine = setup::machine();
+    let provenance = setup::provenance(&ctx.paths);
+    println!(
+        "# supergo {}{}\n",
+        provenance["commit"].as_str().unwrap_or("(unknown commit)"),
+        if provenance["dirty"].as_bool().unwrap_or(false) {
+            " (work tree with uncommitted changes)"
+        } else {
+            ""
+        }
+    );
     println!(
         "# bench {}: {} CPU(s), {}, kernel {}, load average {}\n",
         ctx.opts.scenario,
@@ -48,6 +58,7 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "started_unix": started,
         "machine": machine,
+        "measured": provenance,
         "tables_markdown": rendered,
         "results": results,
     });
