@@ -124,7 +124,7 @@ pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
         one(mismatched as f64),
     ));
     t.push(Row::num(
-        "`restarts` in supergo's status (it counts restarts after ready only)",
+        "`restarts` in supergo's status (every retry: processes started − programs)",
         "",
         one(restarts as f64),
     ));
