@@ -394,10 +394,20 @@ fn accept_loop(listener: &Listener, active: &Arc<Active>) {
             Err(Errno::EINTR) => continue,
             // After a stop, EINVAL: the spare sits where the listener was.
             Err(_) if STOP.load(Ordering::SeqCst) => break,
+            // The socket is shared with every generation, and some runtimes (Go) make it
+            // non-blocking: wait until a connection is there instead of spinning. A stop's
+            // SIGUSR1 interrupts the wait; the 100 ms bound covers a signal that lands just
+            // before the wait begins.
+            Err(Errno::EAGAIN) => {
+                // SAFETY: the listener fd stays open while this acceptor runs.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener.fd) };
+                let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+                continue;
+            }
             // accept(2): errors of the new connection, not of the listener.
             Err(
-                Errno::EAGAIN
-                | Errno::ECONNABORTED
+                Errno::ECONNABORTED
                 | Errno::EPROTO
                 | Errno::EPERM
                 | Errno::ENETDOWN

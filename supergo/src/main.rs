@@ -39,6 +39,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // A mask inherited from our launcher would silently switch off SIGCHLD (children left
+    // as zombies) or SIGTERM handling: supergo starts with every signal unblocked.
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
     limit_malloc_arenas();
     supergo::spawn::close_inherited_fds_on_exec();
     let args = match parse_args() {
