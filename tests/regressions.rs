@@ -134,3 +134,58 @@ stop_signal = "USR2"
         "and drained cleanly:\n{log}"
     );
 }
+
+#[test]
+fn removed_program_stays_in_status_while_it_drains() {
+    let sg = Supergo::start(
+        "regress_removed_draining_visible",
+        r#"
+[program.web]
+command = "{hello}"
+listen_addrs = ["127.0.0.1:{port}"]
+start_secs = 0.2
+stop_timeout = 10
+
+[program.other]
+command = "{probe} sleep"
+start_secs = 0.2
+"#,
+    );
+    let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let addr = sg.app_addr();
+    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=1500"));
+    poll_until(TIMEOUT, "the slow request to be in the server", || {
+        (sockets_of(pid) >= 2).then_some(())
+    });
+    sg.write_config(
+        r#"
+[program.other]
+command = "{probe} sleep"
+start_secs = 0.2
+"#,
+    );
+    // update answers once the removed program has stopped: ask in the background, and look
+    // at /status while its process still finishes the slow request.
+    let control = sg.control.clone();
+    let update = std::thread::spawn(move || {
+        crate::util::http_request(&control, "POST", "/update", &[], Duration::from_secs(30))
+    });
+    let seen = poll_until(TIMEOUT, "the removed program to show as stopping", || {
+        sg.find_status("web").filter(|s| s["state"] == "Stopping")
+    });
+    assert!(pid_alive(pid), "seen while its process drains: {seen}");
+    let answer = update
+        .join()
+        .expect("the update thread")
+        .expect("update answered");
+    assert_eq!(answer.status, 200, "update: {}", answer.body);
+    let answer = slow.join().expect("the slow client thread");
+    assert_eq!(
+        answer,
+        Ok((200, "slept 1500 ms".to_string())),
+        "the drain finished the request"
+    );
+    poll_until(TIMEOUT, "the removed program to leave /status", || {
+        sg.find_status("web").is_none().then_some(())
+    });
+}

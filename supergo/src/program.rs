@@ -870,6 +870,8 @@ impl Worker {
         reply: Option<Replier>,
     ) {
         let old_pid = self.current_pid_raw();
+        // The handoff time counts from the request, spawn included.
+        let requested = Instant::now();
         let (config, listeners) = match &replacement {
             Some((c, l)) => (c.clone(), l.clone()),
             None => (self.config.clone(), self.listeners.clone()),
@@ -889,7 +891,7 @@ impl Worker {
                 self.handoff = Some(Handoff {
                     process,
                     old_pid,
-                    requested: Instant::now(),
+                    requested,
                     waiters: reply.into_iter().collect(),
                     replacement,
                 });

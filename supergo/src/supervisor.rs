@@ -196,16 +196,9 @@ impl Supervisor {
         match request {
             Request::Status => {
                 let data: Vec<Value> = self
-                    .programs
-                    .values()
-                    .map(|h| {
-                        let status = h
-                            .status
-                            .lock()
-                            .map(|s| s.at_now())
-                            .unwrap_or_else(|p| p.into_inner().at_now());
-                        serde_json::to_value(status).unwrap_or(Value::Null)
-                    })
+                    .snapshots()
+                    .into_iter()
+                    .map(|status| serde_json::to_value(status).unwrap_or(Value::Null))
                     .collect();
                 let _ = reply.send(Reply::ok(
                     format!("{} program(s)", data.len()),
@@ -264,9 +257,13 @@ impl Supervisor {
     }
 
     /// Every program's published status, as of now, by name.
+    /// Programs removed by `update` whose processes still drain come last, so that their
+    /// draining processes stay visible until they are gone.
     fn snapshots(&self) -> Vec<crate::status::ProgramStatus> {
+        let retiring = self.retiring.iter().filter(|h| !h.thread.is_finished());
         self.programs
             .values()
+            .chain(retiring)
             .map(|h| {
                 h.status
                     .lock()
