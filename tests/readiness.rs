@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::util::{
     fail, http_get, pid_alive, pid_of, poll_until, wait_pid_gone, HttpResponse, Load, LoadOptions,
-    Supergo, TIMEOUT,
+    LoadReport, Supergo, TIMEOUT,
 };
 
 /// How long a test watches a process that is not ready yet, to see that nothing treats it
@@ -273,23 +273,23 @@ stderr_file = "{{dir}}/web.err"
     wait_pid_gone(old, TIMEOUT);
 }
 
-#[test]
-fn notify_restart_rolls_back_a_new_process_that_never_sends_ready() {
+/// A notify program whose first generation serves and sends READY=1, and whose next ones
+/// run `next`; started, Running, and under a light load.
+fn start_for_rollback(name: &str, ready_timeout: u32, next: &str) -> (Supergo, String, i32, Load) {
     let sg = Supergo::start(
-        "notify_rollback_on_ready_timeout",
+        name,
         &format!(
             r#"
 [program.web]
 {}
 listen_addrs = ["127.0.0.1:{{port}}"]
 ready = "notify"
-ready_timeout = 1
+ready_timeout = {ready_timeout}
 stop_timeout = 5
 environment = {{ PROBE_REPORT = "{{dir}}/web-{{gen}}.json" }}
 stderr_file = "{{dir}}/web.err"
 "#,
-            // Generation 2 serves, but never says READY=1.
-            first_then("{probe} notify serve", "{probe} serve")
+            first_then("{probe} notify serve", next)
         ),
     );
     let addr = sg.app_addr();
@@ -303,7 +303,29 @@ stderr_file = "{{dir}}/web.err"
         },
     );
     load.wait_ok(20, TIMEOUT);
+    (sg, addr, old, load)
+}
 
+/// After a rolled-back restart: the old pid is Running, answers, and the load saw no failure.
+fn assert_old_keeps_serving(sg: &Supergo, addr: &str, old: i32, load: Load) -> LoadReport {
+    let status = sg.status("web");
+    if status["state"] != "Running" || pid_of(&status) != old {
+        fail(format!(
+            "after the rollback web should be Running with old pid {old}: {status}"
+        ));
+    }
+    assert_eq!(answering_pid(addr), old, "the old pid should keep serving");
+    load.wait_ok(20, TIMEOUT);
+    let report = load.stop();
+    report.assert_no_failures();
+    report
+}
+
+#[test]
+fn notify_restart_rolls_back_a_new_process_that_never_sends_ready() {
+    // Generation 2 serves, but never says READY=1.
+    let (sg, addr, old, load) =
+        start_for_rollback("notify_rollback_on_ready_timeout", 1, "{probe} serve");
     let (http, body) = sg.api("POST", "/restart/web");
     let new = sg.read_report("web-2.json")["pid"].as_i64().unwrap_or(0) as i32;
     let message = body["message"].as_str().unwrap_or_default();
@@ -319,49 +341,14 @@ stderr_file = "{{dir}}/web.err"
         ));
     }
     wait_pid_gone(new, TIMEOUT);
-    let status = sg.status("web");
-    if status["state"] != "Running" || pid_of(&status) != old {
-        fail(format!(
-            "after the rollback web should be Running with old pid {old}: {status}"
-        ));
-    }
-    assert_eq!(answering_pid(&addr), old, "the old pid should keep serving");
-    load.wait_ok(20, TIMEOUT);
-    let report = load.stop();
-    report.assert_no_failures();
+    assert_old_keeps_serving(&sg, &addr, old, load);
 }
 
 #[test]
 fn notify_restart_rolls_back_a_new_process_that_exits_before_ready() {
-    let sg = Supergo::start(
-        "notify_rollback_on_early_exit",
-        &format!(
-            r#"
-[program.web]
-{}
-listen_addrs = ["127.0.0.1:{{port}}"]
-ready = "notify"
-ready_timeout = 30
-stop_timeout = 5
-environment = {{ PROBE_REPORT = "{{dir}}/web-{{gen}}.json" }}
-stderr_file = "{{dir}}/web.err"
-"#,
-            // Generation 2 is a bad deploy: it exits with status 7 at once.
-            first_then("{probe} notify serve", "{probe} exit 7")
-        ),
-    );
-    let addr = sg.app_addr();
-    let old = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let load = Load::start(
-        &addr,
-        LoadOptions {
-            threads: 2,
-            sleepers: 0,
-            ..LoadOptions::default()
-        },
-    );
-    load.wait_ok(20, TIMEOUT);
-
+    // Generation 2 is a bad deploy: it exits with status 7 at once.
+    let (sg, addr, old, load) =
+        start_for_rollback("notify_rollback_on_early_exit", 30, "{probe} exit 7");
     let (http, body) = sg.api("POST", "/restart/web");
     let new = sg.read_report("web-2.json")["pid"].as_i64().unwrap_or(0) as i32;
     let message = body["message"].as_str().unwrap_or_default();
@@ -382,15 +369,7 @@ stderr_file = "{{dir}}/web.err"
         ));
     }
     wait_pid_gone(new, TIMEOUT);
-    if status["state"] != "Running" || pid_of(&status) != old {
-        fail(format!(
-            "after the rollback web should be Running with old pid {old}: {status}"
-        ));
-    }
-    assert_eq!(answering_pid(&addr), old, "the old pid should keep serving");
-    load.wait_ok(20, TIMEOUT);
-    let report = load.stop();
-    report.assert_no_failures();
+    let report = assert_old_keeps_serving(&sg, &addr, old, load);
     assert_eq!(
         report.pids,
         BTreeSet::from([old as u32]),
