@@ -91,8 +91,8 @@ impl Stream {
     }
 }
 
-/// Who the next `bytes` of the queue belong to, so that each program's counters are
-/// credited when they are written (or dropped). `None`: supergo's own notice.
+/// Who the next bytes of the queue (up to `end`) belong to, so that each program's counters
+/// are credited when they are written (or dropped). `None`: supergo's own notice.
 struct Share {
     info: Option<Arc<PipeInfo>>,
     /// The child's bytes (without prefix and added newline), what the counters count.
@@ -139,8 +139,11 @@ impl Queue {
         }
         let end = self.pending.len();
         let payload = line.len() as u64;
+        // Records of one program in a row share one entry, as long as it stays within a
+        // slice: the writer cuts its writes at share ends.
+        let start = self.shares.iter().rev().nth(1).map_or(0, |s| s.end);
         match self.shares.last_mut() {
-            Some(last) if same(&last.info, info) => {
+            Some(last) if same(&last.info, info) && end - start <= writer::SLICE => {
                 last.payload += payload;
                 last.end = end;
             }

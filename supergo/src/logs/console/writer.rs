@@ -20,8 +20,9 @@ use nix::unistd;
 use super::{Share, Shared, Stream};
 use crate::logs::reason;
 
-/// Bytes per `write`: whole records up to this size (a single longer record goes alone).
-const SLICE: usize = 64 * 1024;
+/// Bytes per `write`: whole shares (see `Queue::push`) up to this size; a single longer
+/// record goes alone.
+pub(super) const SLICE: usize = 64 * 1024;
 
 /// Kept capacity of the writer's buffers between bursts; larger ones are freed.
 const KEEP_CAPACITY: usize = 64 * 1024;
@@ -109,9 +110,10 @@ pub(super) fn run(shared: Arc<Shared>, output: Output, wake: Option<OwnedFd>) {
             queue.in_flight = batch.len();
         }
         let mut done = 0;
-        let mut credited = 0;
-        while done < batch.len() {
-            let end = slice_end(&batch, done);
+        let mut next = 0;
+        while next < shares.len() {
+            let last = slice_end(&shares, next, done);
+            let end = shares[last].end;
             let result = output.write_all(&batch[done..end]);
             let written = result.is_ok();
             match result {
@@ -134,10 +136,12 @@ pub(super) fn run(shared: Arc<Shared>, output: Output, wake: Option<OwnedFd>) {
                 }
                 Err(_) => {}
             }
-            credit(&shares, &mut credited, end, written);
+            credit(&shares[next..=last], written);
             give_back(&shared, end - done, wake.as_ref());
             done = end;
+            next = last + 1;
         }
+        debug_assert_eq!(done, batch.len(), "every queued byte belongs to a share");
         batch.clear();
         shares.clear();
         if batch.capacity() > KEEP_CAPACITY {
@@ -146,27 +150,23 @@ pub(super) fn run(shared: Arc<Shared>, output: Output, wake: Option<OwnedFd>) {
     }
 }
 
-/// The end of the next slice from `start`: the last record end within `SLICE`, or the end
-/// of the one record that is longer. Every record ends with `\n` and holds no other.
-fn slice_end(batch: &[u8], start: usize) -> usize {
-    let limit = (start + SLICE).min(batch.len());
-    if limit == batch.len() {
-        return limit;
+/// The last share of the slice that starts with `shares[first]` (at byte `start`): as many
+/// whole shares as fit in `SLICE`, at least one. Slices end at share ends, so each share
+/// is credited exactly by the outcome of the one write that carried it.
+fn slice_end(shares: &[Share], first: usize, start: usize) -> usize {
+    let mut last = first;
+    while shares
+        .get(last + 1)
+        .is_some_and(|next| next.end - start <= SLICE)
+    {
+        last += 1;
     }
-    match batch[start..limit].iter().rposition(|&b| b == b'\n') {
-        Some(i) => start + i + 1,
-        None => batch[limit..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(batch.len(), |i| limit + i + 1),
-    }
+    last
 }
 
-/// Credits the shares that end at or before `upto`, from `shares[*next]` on, as written or
-/// dropped. A share (consecutive records of one program) that spans slices is credited by
-/// the outcome of the slice it ends in: exact unless a write fails in its middle.
-fn credit(shares: &[Share], next: &mut usize, upto: usize, written: bool) {
-    while let Some(share) = shares.get(*next).filter(|s| s.end <= upto) {
+/// Credits `shares`, just written (or not), to their programs' counters.
+fn credit(shares: &[Share], written: bool) {
+    for share in shares {
         if let Some(info) = &share.info {
             let counter = if written {
                 &info.written
@@ -175,7 +175,6 @@ fn credit(shares: &[Share], next: &mut usize, upto: usize, written: bool) {
             };
             counter.fetch_add(share.payload, Ordering::Relaxed);
         }
-        *next += 1;
     }
 }
 
