@@ -176,7 +176,9 @@ fn check_records(
     for line in text.lines() {
         let bad = |why: &str| -> ! {
             let shown: String = line.chars().take(200).collect();
-            fail(format!("supergo's stdout has a bad line ({why}): {shown:?}"))
+            fail(format!(
+                "supergo's stdout has a bad line ({why}): {shown:?}"
+            ))
         };
         match record(line) {
             Record::Line { program, text } => {
@@ -363,7 +365,10 @@ stdout_file = "/dev/stdout"
     let (code, body) = http_get(&sg.app_addr(), "/").unwrap_or_else(|e| fail(e));
     assert_eq!(code, 200, "web: {body}");
     let (http, answer) = sg.api("POST", "/restart/web");
-    assert_eq!(http, 200, "POST /restart/web while stdout is blocked: {answer}");
+    assert_eq!(
+        http, 200,
+        "POST /restart/web while stdout is blocked: {answer}"
+    );
     let new_pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
     assert_ne!(new_pid, web_pid, "web was not restarted");
 
@@ -386,7 +391,10 @@ stdout_file = "/dev/stdout"
     let seen = check_records(&captured.text(), |line| {
         is_notice(line) || line.starts_with("probe: ")
     });
-    assert!(seen.contains_key("flood"), "no flood line on stdout:\n{text}");
+    assert!(
+        seen.contains_key("flood"),
+        "no flood line on stdout:\n{text}"
+    );
 
     // And supergo still stops cleanly.
     sg.signal(Signal::SIGTERM);
@@ -417,7 +425,10 @@ fn supergos_other_fds_are_refused_as_output_targets() {
         );
         if !accepted {
             for fragment in ["stderr_file", target, "supergo's own file descriptor"] {
-                assert!(stderr.contains(fragment), "{target}: no {fragment:?} in {stderr}");
+                assert!(
+                    stderr.contains(fragment),
+                    "{target}: no {fragment:?} in {stderr}"
+                );
             }
         }
     }

@@ -32,9 +32,9 @@
 //!   thread waits on it, never the log thread. A fd that was given non-blocking is waited on
 //!   with `poll`. A write error (the reader closed the pipe) drops the batch, counted.
 
-mod writer;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;

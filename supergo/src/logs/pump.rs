@@ -294,8 +294,9 @@ impl Pump {
                 }
                 Ok(n) => {
                     let now = Instant::now();
-                    pipe.lines
-                        .push(&scratch[..n], now, &mut |chunk, c| out.write(chunk, c, info));
+                    pipe.lines.push(&scratch[..n], now, &mut |chunk, c| {
+                        out.write(chunk, c, info)
+                    });
                 }
                 Err(Errno::EAGAIN) => return,
                 Err(Errno::EINTR) => {}

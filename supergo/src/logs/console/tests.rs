@@ -73,7 +73,10 @@ fn lines_are_prefixed_and_end_with_one_newline() {
     let child_bytes = "one\n\ntwo\ncut-offrest\nnext\n".len() as u64;
     let start = Instant::now();
     while web.written.load(Ordering::Relaxed) != child_bytes {
-        assert!(start.elapsed() < DEADLINE, "bytes_written never reached {child_bytes}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "bytes_written never reached {child_bytes}"
+        );
         std::thread::yield_now();
     }
     assert_eq!(web.dropped.load(Ordering::Relaxed), 0);
@@ -98,7 +101,11 @@ fn a_full_queue_holds_back_then_drops_whole_lines_and_says_so() {
     let until = console.admit(now).expect("held back");
     assert_eq!(until, now + GRACE);
     console.write(&record, false, &web, now);
-    assert_eq!(web.dropped.load(Ordering::Relaxed), 0, "nothing dropped within the grace");
+    assert_eq!(
+        web.dropped.load(Ordering::Relaxed),
+        0,
+        "nothing dropped within the grace"
+    );
     // After the grace: reading resumes, and what does not fit is dropped whole.
     let later = now + GRACE;
     assert_eq!(console.admit(later), None);
@@ -110,9 +117,11 @@ fn a_full_queue_holds_back_then_drops_whole_lines_and_says_so() {
         t.len() >= (queued + 1) * (record.len() + 6)
     });
     console.write(b"back\n", false, &web, later);
-    read_until(&mut pipe, "the line after the drop", |t| t.ends_with(b"web | back\n"))
-        .into_iter()
-        .for_each(|b| text.push(b));
+    read_until(&mut pipe, "the line after the drop", |t| {
+        t.ends_with(b"web | back\n")
+    })
+    .into_iter()
+    .for_each(|b| text.push(b));
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();
     let (notice, rest) = lines[queued + 1..].split_first().expect("a notice");
