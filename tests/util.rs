@@ -705,6 +705,13 @@ impl Supergo {
     /// the test dir, in a process group of its own (so the whole group can be killed), with
     /// output to `supergo.out` and `supergo.err`. Does not wait for it.
     pub fn spawn(&self, extra_args: &[&str]) {
+        self.spawn_with_stdout(extra_args, None);
+    }
+
+    /// `spawn`, with supergo's stdout going to `stdout` (a pipe the test reads, or stops
+    /// reading) instead of `supergo.out` when given. Its stderr (its log) still goes to
+    /// `supergo.err`.
+    pub fn spawn_with_stdout(&self, extra_args: &[&str], stdout: Option<Stdio>) {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         assert!(slot.is_none(), "supergo is already started in this test");
         let mut cmd = Command::new(supergo_bin());
@@ -719,8 +726,9 @@ impl Supergo {
             let path = self.path(name);
             File::create(&path).unwrap_or_else(|err| panic!("create {}: {err}", path.display()))
         };
+        let stdout = stdout.unwrap_or_else(|| create("supergo.out").into());
         cmd.stdin(Stdio::null())
-            .stdout(create("supergo.out"))
+            .stdout(stdout)
             .stderr(create("supergo.err"))
             .process_group(0);
         // SAFETY: the closure makes raw syscalls only (see clean_exec_state).

@@ -30,10 +30,18 @@
 //!   a disk is. The bytes are dropped and counted (`LogHub::stats`), the file is retried at
 //!   most once a second, and each failure episode is logged once, naming program and path.
 //!
+//! - **supergo's own stdout/stderr** (`console`): a target of `/dev/stdout` or `/dev/stderr`
+//!   is decided here, not by the caller: it is never opened as a file, and its lines are
+//!   written prefixed with the program's name by a writer thread of that stream, with bounded
+//!   buffering; see `console` for the record format and the drop policy.
+//! - **Counters** per pipe (bytes written, bytes dropped), read when the control API builds
+//!   `GET /status` and `GET /metrics` (`LogHub::fill_output`), not published by the workers.
+//!
 //! Dropping a `LogPipe` closes supergo's write end; the log thread keeps reading until every
 //! write end is closed (children that still hold one keep being logged), writes what is left,
 //! then closes the pipe and, when no pipe names it any more, the file.
 
+mod console;
 mod file;
 mod lines;
 mod pump;
@@ -49,6 +57,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
+
+use crate::status::{OutputStatus, ProgramStatus};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd;
@@ -157,10 +167,12 @@ impl LogHub {
         // and a thread asking for a wake-up never waits on a full pipe. CLOEXEC in the same
         // call, so no child forked by another thread meanwhile inherits it.
         let (wake_read, wake_write) = unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        // For the consoles' writer threads, which wake a log thread that holds back.
+        let pump_wake_write = wake_write.try_clone()?;
         let (commands, receiver) = unbounded();
         let thread = std::thread::Builder::new()
             .name("logs".to_string())
-            .spawn(move || pump::run(receiver, wake_read))?;
+            .spawn(move || pump::run(receiver, wake_read, pump_wake_write))?;
         Ok(Arc::new(LogHub {
             shared: Arc::new(Shared {
                 commands,
@@ -229,6 +241,26 @@ impl LogHub {
             .collect()
     }
 
+    /// Sets each status's `output` to the counters of that program's pipes (stdout first),
+    /// for `GET /status` and `GET /metrics`. Counters start at 0 when a pipe is opened: when
+    /// the program is added, or when `update` changes where its output goes.
+    pub fn fill_output(&self, statuses: &mut [ProgramStatus]) {
+        let mut stats = self.stats();
+        stats.sort_by(|a, b| (&a.program, &a.stream).cmp(&(&b.program, &b.stream)));
+        for status in statuses {
+            status.output = stats
+                .iter()
+                .filter(|s| s.program == status.name)
+                .map(|s| OutputStatus {
+                    stream: s.stream.clone(),
+                    path: s.path.display().to_string(),
+                    bytes_written: s.bytes_written,
+                    bytes_dropped: s.bytes_dropped,
+                })
+                .collect();
+        }
+    }
+
     /// Writes what the pipes hold now and ends the log thread (supergo is exiting and its
     /// children are gone). Later writes into the pipes fail with EPIPE.
     pub fn shutdown(&self) {
@@ -294,8 +326,20 @@ impl Drop for LogPipe {
 /// The last `bytes` of the file at `path` (from `offset` when given and still inside the
 /// file), and the file's size, which the caller passes as the next `offset` to follow it.
 /// A file not written yet reads as empty; a file that shrank under the reader (rotated or
-/// truncated) is read from its tail again.
+/// truncated) is read from its tail again. supergo's own stdout or stderr is no file: an
+/// error of kind `Unsupported` says where to read it instead.
 pub fn tail(path: &Path, bytes: u64, offset: Option<u64>) -> io::Result<(String, u64)> {
+    if let Some(stream) = console::Stream::of(path) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "{} is supergo's own {}, which supergo does not keep: read it where supergo's \
+                 output goes (`docker logs`, `journalctl -u`, the terminal)",
+                path.display(),
+                stream.name()
+            ),
+        ));
+    }
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((String::new(), 0)),

@@ -1,9 +1,10 @@
-//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of every program's status and
-//! of supergo itself (RSS, open fds, threads, read from /proc/self).
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of every program's status, of
+//! its output streams (bytes written and dropped, per `stream`), and of supergo itself (RSS,
+//! open fds, threads, read from /proc/self).
 
 use std::fmt::Write;
 
-use crate::status::{ProgramStatus, State};
+use crate::status::{OutputStatus, ProgramStatus, State};
 
 const STATES: [State; 7] = [
     State::Stopped,
@@ -95,6 +96,34 @@ pub fn render(programs: &[ProgramStatus]) -> String {
             }
         });
     }
+    // Per output stream: a program whose output is discarded has no series.
+    for (name, help, value) in [
+        (
+            "supergo_program_output_bytes_total",
+            "bytes of the program's output written to its log file or to supergo's own stream",
+            (|o| o.bytes_written) as fn(&OutputStatus) -> u64,
+        ),
+        (
+            "supergo_program_output_dropped_bytes_total",
+            "bytes of the program's output dropped: its log file could not be written, or \
+             supergo's stdout/stderr was not read",
+            |o| o.bytes_dropped,
+        ),
+    ] {
+        family(&mut out, name, "counter", help, |out| {
+            for p in programs {
+                for o in &p.output {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{program=\"{}\",stream=\"{}\"}} {}",
+                        p.name,
+                        o.stream,
+                        value(o)
+                    );
+                }
+            }
+        });
+    }
     let own = own_usage();
     for (name, help, value) in [
         (
@@ -157,7 +186,16 @@ mod tests {
         let mut p = ProgramStatus::new("web");
         p.state = State::Running;
         p.pid = 42;
+        p.output.push(OutputStatus {
+            stream: "stdout".into(),
+            path: "/dev/stdout".into(),
+            bytes_written: 10,
+            bytes_dropped: 7,
+        });
         let text = render(&[p]);
+        assert!(text.contains(
+            "supergo_program_output_dropped_bytes_total{program=\"web\",stream=\"stdout\"} 7"
+        ));
         assert!(text.contains("supergo_program_state{program=\"web\",state=\"Running\"} 1"));
         assert!(text.contains("supergo_program_pid{program=\"web\"} 42"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

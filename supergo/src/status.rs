@@ -39,6 +39,20 @@ pub struct Handoff {
     pub since: f64,
 }
 
+/// One output stream of a program, as the log thread counts it (none for a discarded one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutputStatus {
+    /// "stdout" or "stderr" (the pipe: with `redirect_stderr`, stdout carries both).
+    pub stream: String,
+    /// The log file, or "/dev/stdout" / "/dev/stderr" for supergo's own stream.
+    pub path: String,
+    /// The child's bytes written (supergo's prefixes not counted).
+    pub bytes_written: u64,
+    /// The child's bytes read but not written: a log file that cannot be written, or
+    /// supergo's own stdout/stderr not being read (its buffer full for more than a second).
+    pub bytes_dropped: u64,
+}
+
 /// One program as the control API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgramStatus {
@@ -63,6 +77,9 @@ pub struct ProgramStatus {
     pub error: Option<String>,
     /// The child's last `STATUS=` (ready = "notify").
     pub status_text: Option<String>,
+    /// Counters of its output streams; filled from the log thread when read
+    /// (`LogHub::fill_output`), empty in what the worker publishes.
+    pub output: Vec<OutputStatus>,
 }
 
 impl ProgramStatus {
@@ -85,6 +102,7 @@ impl ProgramStatus {
             last_exit: None,
             error: None,
             status_text: None,
+            output: Vec::new(),
         }
     }
 

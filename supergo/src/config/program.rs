@@ -381,9 +381,37 @@ fn log_file(s: &Section, key: &str, alias: &str) -> Result<Option<PathBuf>, Conf
         ));
     }
     let used = if s.node(alias).is_some() { alias } else { key };
-    Ok(s.string(used)?
+    let path = s
+        .string(used)?
         .filter(|text| !text.is_empty())
-        .map(|text| s.file.resolve(&text)))
+        .map(|text| s.file.resolve(&text));
+    // "/dev/stdout" and "/dev/stderr" (also as /dev/fd/1, /proc/self/fd/2 …) are supergo's
+    // own streams (logs::console). Any other of supergo's fds is no place for output.
+    if let Some(fd) = path.as_deref().and_then(own_fd) {
+        if !(fd == "1" || fd == "2") {
+            return Err(s.key_error(
+                used,
+                format!(
+                    "{} is supergo's own file descriptor {fd}, not a log file: use \
+                     \"/dev/stdout\" or \"/dev/stderr\" for supergo's output, or a file path",
+                    path.as_deref().unwrap_or(Path::new("")).display()
+                ),
+            ));
+        }
+    }
+    Ok(path)
+}
+
+/// The fd number of supergo's own that `path` names (`/dev/stdin` is "0"), if any.
+fn own_fd(path: &Path) -> Option<&str> {
+    if path == Path::new("/dev/stdin") {
+        return Some("0");
+    }
+    ["/dev/fd", "/proc/self/fd"]
+        .iter()
+        .find_map(|dir| path.strip_prefix(dir).ok())
+        .and_then(|rest| rest.to_str())
+        .filter(|fd| !fd.is_empty())
 }
 
 /// `log_max_bytes`: bytes, or a size string such as "50MB" (KB, MB, GB are powers of 1024,

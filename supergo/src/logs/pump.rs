@@ -4,6 +4,12 @@
 //! newline), take the commands, read the pipes that are ready, write what is due, and
 //! finish the pipes that were removed and have reached EOF. A pipe is read at most
 //! `READS_PER_ROUND` times per round, so one chatty program cannot starve the others.
+//!
+//! A pipe writes either to a file (`file`, shared by path) or to one of supergo's own
+//! streams (`console`, one per stream, created at first use and kept until shutdown, so that
+//! never two writer threads share a stream). While a console's queue is full, the pipes that
+//! write to it are not polled nor read (their children wait on a full pipe) until room comes
+//! or the console's grace runs out.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,6 +22,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd;
 
+use super::console::{Console, Stream};
 use super::file::LogFile;
 use super::lines::LineBuffer;
 use super::{Command, PipeInfo, Registration};
@@ -34,21 +41,34 @@ const READS_AT_SHUTDOWN: usize = 256;
 /// Pause after an unexpected `poll` failure, so that a persistent one cannot spin.
 const POLL_FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
-pub(super) fn run(commands: Receiver<Command>, wake: OwnedFd) {
+/// `wake`: the read end of the wake pipe; `wake_write`: a write end of it, which the
+/// consoles' writer threads get (duplicated) to wake a held-back log thread.
+pub(super) fn run(commands: Receiver<Command>, wake: OwnedFd, wake_write: OwnedFd) {
     Pump {
         commands,
         wake,
+        wake_write,
         pipes: Vec::new(),
         files: HashMap::new(),
+        consoles: [None, None],
         scratch: vec![0; READ_CHUNK].into_boxed_slice(),
     }
     .run();
 }
 
+/// Where a pipe's lines go.
+#[derive(Clone, Debug, PartialEq)]
+enum Sink {
+    /// The file at this path, in `Pump::files`.
+    File(PathBuf),
+    /// One of supergo's own streams, in `Pump::consoles`.
+    Console(Stream),
+}
+
 struct Pipe {
     id: u64,
     read: OwnedFd,
-    path: PathBuf,
+    sink: Sink,
     info: Arc<PipeInfo>,
     lines: LineBuffer,
     /// supergo's write end is closed (the `LogPipe` was dropped).
@@ -62,10 +82,40 @@ struct Pump {
     commands: Receiver<Command>,
     /// Read end of the wake pipe, O_NONBLOCK.
     wake: OwnedFd,
+    wake_write: OwnedFd,
     /// Indices are stable within a round: pipes are only appended, and removed at its end.
     pipes: Vec<Pipe>,
     files: HashMap<PathBuf, LogFile>,
+    /// supergo's stdout and stderr (`Stream::index`), once a pipe writes to them.
+    consoles: [Option<Console>; 2],
     scratch: Box<[u8]>,
+}
+
+/// A pipe's sink, borrowed for a write.
+enum Out<'a> {
+    File(&'a mut LogFile),
+    Console(&'a Console),
+}
+
+impl Out<'_> {
+    fn write(&mut self, chunk: &[u8], continues: bool, info: &Arc<PipeInfo>) {
+        match self {
+            Out::File(file) => file.write(chunk, info),
+            Out::Console(console) => console.write(chunk, continues, info, Instant::now()),
+        }
+    }
+}
+
+/// The sink of `sink`, if it exists (every pipe's sink does until the pipe is finished).
+fn sink_of<'a>(
+    files: &'a mut HashMap<PathBuf, LogFile>,
+    consoles: &'a [Option<Console>; 2],
+    sink: &Sink,
+) -> Option<Out<'a>> {
+    match sink {
+        Sink::File(path) => files.get_mut(path).map(Out::File),
+        Sink::Console(stream) => consoles[stream.index()].as_ref().map(Out::Console),
+    }
 }
 
 impl Pump {
@@ -78,25 +128,38 @@ impl Pump {
                 return;
             }
             for index in ready {
-                self.drain(index, READS_PER_ROUND);
+                self.drain(index, READS_PER_ROUND, true);
             }
             self.flush_silent(Instant::now());
             self.close_finished();
         }
     }
 
-    /// Blocks until a pipe or the wake pipe is readable, or a partial line is due.
-    /// Returns the indices of the pipes with events.
+    /// Until when the pipes writing to each console are held back (`Console::admit`).
+    fn held(&self, now: Instant) -> [Option<Instant>; 2] {
+        let admit = |c: &Option<Console>| c.as_ref().and_then(|c| c.admit(now));
+        [admit(&self.consoles[0]), admit(&self.consoles[1])]
+    }
+
+    /// Blocks until a pipe or the wake pipe is readable, a partial line is due, or a held
+    /// console's grace runs out. Returns the indices of the pipes with events.
     fn wait(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let held = self.held(now);
+        let is_held = |pipe: &Pipe| match &pipe.sink {
+            Sink::Console(stream) => held[stream.index()].is_some(),
+            Sink::File(_) => false,
+        };
         let polled: Vec<usize> = (0..self.pipes.len())
-            .filter(|&i| !self.pipes[i].eof)
+            .filter(|&i| !self.pipes[i].eof && !is_held(&self.pipes[i]))
             .collect();
         let mut fds = Vec::with_capacity(polled.len() + 1);
         fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
         for &i in &polled {
             fds.push(PollFd::new(self.pipes[i].read.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, self.timeout(Instant::now())) {
+        let grace_end = held.iter().flatten().min().copied();
+        match poll(&mut fds, self.timeout(now, grace_end)) {
             Ok(_) => {}
             Err(Errno::EINTR) => return Vec::new(),
             Err(e) => {
@@ -114,9 +177,15 @@ impl Pump {
             .collect()
     }
 
-    /// No timeout at all unless a partial line is waiting for its newline.
-    fn timeout(&self, now: Instant) -> PollTimeout {
-        let next = self.pipes.iter().filter_map(|p| p.lines.deadline()).min();
+    /// No timeout at all unless a partial line is waiting for its newline, or a console's
+    /// grace runs (`grace_end`).
+    fn timeout(&self, now: Instant, grace_end: Option<Instant>) -> PollTimeout {
+        let next = self
+            .pipes
+            .iter()
+            .filter_map(|p| p.lines.deadline())
+            .chain(grace_end)
+            .min();
         match next {
             None => PollTimeout::NONE,
             Some(at) => {
@@ -165,16 +234,30 @@ impl Pump {
             target,
             info,
         } = registration;
-        let file = self
-            .files
-            .entry(target.path.clone())
-            .or_insert_with(|| LogFile::open(&target, &info));
-        file.configure(&target);
-        file.users += 1;
+        let sink = match Stream::of(&target.path) {
+            Some(stream) => {
+                if self.consoles[stream.index()].is_none() {
+                    // A writer that cannot get its wake pipe still writes; the log thread
+                    // then notices room at its next wake-up or at the grace's end.
+                    let wake = self.wake_write.try_clone().ok();
+                    self.consoles[stream.index()] = Some(Console::start(stream, wake));
+                }
+                Sink::Console(stream)
+            }
+            None => {
+                let file = self
+                    .files
+                    .entry(target.path.clone())
+                    .or_insert_with(|| LogFile::open(&target, &info));
+                file.configure(&target);
+                file.users += 1;
+                Sink::File(target.path)
+            }
+        };
         self.pipes.push(Pipe {
             id,
             read,
-            path: target.path,
+            sink,
             info,
             lines: LineBuffer::default(),
             removed: false,
@@ -183,29 +266,37 @@ impl Pump {
     }
 
     /// Reads pipe `index` until it is empty (or `max_reads` reads), writing whole lines.
-    fn drain(&mut self, index: usize, max_reads: usize) {
+    /// With `hold`, stops when the pipe's console is full (see `Console::admit`).
+    fn drain(&mut self, index: usize, max_reads: usize, hold: bool) {
         let Pump {
             pipes,
             files,
+            consoles,
             scratch,
             ..
         } = self;
         let pipe = &mut pipes[index];
-        let Some(file) = files.get_mut(&pipe.path) else {
-            return; // Every pipe's file stays in `files` until the pipe is finished.
+        let Some(mut out) = sink_of(files, consoles, &pipe.sink) else {
+            return; // Every pipe's sink stays until the pipe is finished.
         };
         for _ in 0..max_reads {
+            if let (true, Out::Console(console)) = (hold, &out) {
+                if console.admit(Instant::now()).is_some() {
+                    return;
+                }
+            }
+            let info = &pipe.info;
             match unistd::read(&pipe.read, scratch) {
                 Ok(0) => {
                     pipe.eof = true;
-                    pipe.lines.flush(&mut |chunk| file.write(chunk, &pipe.info));
+                    pipe.lines.flush(&mut |chunk, c| out.write(chunk, c, info));
                     return;
                 }
                 Ok(n) => {
                     let now = Instant::now();
-                    let info = &pipe.info;
-                    pipe.lines
-                        .push(&scratch[..n], now, &mut |chunk| file.write(chunk, info));
+                    pipe.lines.push(&scratch[..n], now, &mut |chunk, c| {
+                        out.write(chunk, c, info)
+                    });
                 }
                 Err(Errno::EAGAIN) => return,
                 Err(Errno::EINTR) => {}
@@ -218,7 +309,7 @@ impl Pump {
                         e.desc()
                     );
                     pipe.eof = true;
-                    pipe.lines.flush(&mut |chunk| file.write(chunk, &pipe.info));
+                    pipe.lines.flush(&mut |chunk, c| out.write(chunk, c, info));
                     return;
                 }
             }
@@ -229,8 +320,9 @@ impl Pump {
     fn flush_silent(&mut self, now: Instant) {
         for pipe in &mut self.pipes {
             if pipe.lines.deadline().is_some_and(|at| at <= now) {
-                if let Some(file) = self.files.get_mut(&pipe.path) {
-                    pipe.lines.flush(&mut |chunk| file.write(chunk, &pipe.info));
+                if let Some(mut out) = sink_of(&mut self.files, &self.consoles, &pipe.sink) {
+                    let info = &pipe.info;
+                    pipe.lines.flush(&mut |chunk, c| out.write(chunk, c, info));
                 }
             }
         }
@@ -246,25 +338,34 @@ impl Pump {
                 continue;
             }
             let pipe = self.pipes.swap_remove(index);
-            if let Some(file) = self.files.get_mut(&pipe.path) {
+            let Sink::File(path) = &pipe.sink else {
+                continue; // Consoles stay until shutdown.
+            };
+            if let Some(file) = self.files.get_mut(path) {
                 file.users -= 1;
                 if file.users == 0 {
-                    self.files.remove(&pipe.path);
+                    self.files.remove(path);
                 }
             }
         }
     }
 
-    /// Shutdown: writes what every pipe holds now, partial lines included.
+    /// Shutdown: writes what every pipe holds now, partial lines included, and waits for
+    /// the consoles to write theirs (as long as they make progress).
     fn finish(&mut self) {
         for index in 0..self.pipes.len() {
             if !self.pipes[index].eof {
-                self.drain(index, READS_AT_SHUTDOWN);
+                // No holding back: supergo is exiting. A full console drops instead.
+                self.drain(index, READS_AT_SHUTDOWN, false);
             }
             let pipe = &mut self.pipes[index];
-            if let Some(file) = self.files.get_mut(&pipe.path) {
-                pipe.lines.flush(&mut |chunk| file.write(chunk, &pipe.info));
+            if let Some(mut out) = sink_of(&mut self.files, &self.consoles, &pipe.sink) {
+                let info = &pipe.info;
+                pipe.lines.flush(&mut |chunk, c| out.write(chunk, c, info));
             }
+        }
+        for console in self.consoles.iter().flatten() {
+            console.close();
         }
     }
 }
