@@ -8,6 +8,7 @@ mod config_check;
 mod control_plane;
 mod lifecycle;
 mod logs;
+mod notify_hardening;
 mod readiness;
 mod regressions;
 mod restart;
