@@ -75,10 +75,25 @@ struct Frozen<'a>(&'a Supergo);
 impl<'a> Frozen<'a> {
     fn new(sg: &'a Supergo) -> Frozen<'a> {
         sg.signal(Signal::SIGSTOP);
-        // SIGSTOP takes effect asynchronously: wait until every thread is stopped.
-        poll_until(TIMEOUT, "supergo to be stopped (SIGSTOP)", || {
-            proc_stat(sg.pid()).filter(|s| s.state == 'T').map(drop)
-        });
+        // SIGSTOP takes effect asynchronously, thread by thread: wait until every thread
+        // (the notify readers above all) is stopped.
+        let tasks = format!("/proc/{}/task", sg.pid());
+        poll_until(
+            TIMEOUT,
+            "every thread of supergo to be stopped (SIGSTOP)",
+            || {
+                let threads = fs::read_dir(&tasks).ok()?;
+                let mut all_stopped = true;
+                for thread in threads.flatten() {
+                    let stat = fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+                    let state = stat
+                        .rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.chars().next());
+                    all_stopped &= state == Some('T');
+                }
+                all_stopped.then_some(())
+            },
+        );
         Frozen(sg)
     }
 }
@@ -191,7 +206,10 @@ stop_timeout = 5
     let (http, body) = sg.api("POST", "/restart/web");
     assert_eq!(http, 200, "POST /restart/web: {body}");
     let second = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    assert_ne!(second, first, "the restart should have started a new process");
+    assert_ne!(
+        second, first,
+        "the restart should have started a new process"
+    );
     assert_eq!(answering_pid(&sg.app_addr()), second);
     let restarted = fd_count(sg.pid());
     assert!(
@@ -290,18 +308,28 @@ stderr_file = "{{dir}}/web.err"
     open_gate(&sg);
     let helper = probe_pid_saying(&sg, "helper.err", "sent BARRIER=1, waiting");
     assert_ne!(helper, main, "the helper is a process of its own");
-    let stat = proc_stat(helper)
-        .unwrap_or_else(|| fail(format!("helper pid {helper} is gone while supergo is stopped")));
+    let stat = proc_stat(helper).unwrap_or_else(|| {
+        fail(format!(
+            "helper pid {helper} is gone while supergo is stopped"
+        ))
+    });
     assert_eq!(
         stat.pgid, main,
         "the helper should be in the program's process group"
     );
     // While supergo cannot read, the helper cannot go: the barrier holds it.
-    assert!(pid_alive(helper), "helper pid {helper} should wait for the barrier");
+    assert!(
+        pid_alive(helper),
+        "helper pid {helper} should wait for the barrier"
+    );
     drop(frozen);
 
     let status = sg.wait_state("web", "Running", TIMEOUT);
-    assert_eq!(pid_of(&status), main, "the shell exec'd the server in its own pid");
+    assert_eq!(
+        pid_of(&status),
+        main,
+        "the shell exec'd the server in its own pid"
+    );
     probe_pid_saying(&sg, "helper.err", "barrier released");
     wait_pid_gone(helper, TIMEOUT);
     assert_eq!(answering_pid(&sg.app_addr()), main);
@@ -337,7 +365,8 @@ stderr_file = "{{dir}}/web.err"
     // has reaped the helper.
     poll_until(TIMEOUT, "the server's start line in server.err", || {
         let text = fs::read_to_string(sg.path("server.err")).unwrap_or_default();
-        text.contains(&format!("probe: pid {main} started")).then_some(())
+        text.contains(&format!("probe: pid {main} started"))
+            .then_some(())
     });
     assert!(!pid_alive(helper), "helper pid {helper} should be gone");
     drop(frozen);
@@ -410,8 +439,8 @@ stderr_file = "{dir}/web.err"
             outcome.trim()
         ));
     }
-    let holder = proc_stat(outsider_pid)
-        .unwrap_or_else(|| fail(format!("pid {outsider_pid} vanished")));
+    let holder =
+        proc_stat(outsider_pid).unwrap_or_else(|| fail(format!("pid {outsider_pid} vanished")));
     assert_eq!(
         holder.pgid, main,
         "pid {outsider_pid} should now be in the program's group"
@@ -443,6 +472,8 @@ stderr_file = "{dir}/web.err"
 /// Waits for the outsider probe (a short-lived process: it sends and exits at once).
 fn outsider_pid_waiter(mut child: std::process::Child) -> std::process::ExitStatus {
     poll_until(TIMEOUT, "the outsider probe to exit", || {
-        child.try_wait().unwrap_or_else(|err| fail(format!("wait for the outsider: {err}")))
+        child
+            .try_wait()
+            .unwrap_or_else(|err| fail(format!("wait for the outsider: {err}")))
     })
 }

@@ -43,9 +43,9 @@
 use std::collections::BTreeMap;
 use std::env;
 use std::fs;
+use std::io::IoSlice;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;

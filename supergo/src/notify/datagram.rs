@@ -83,8 +83,7 @@ pub(super) fn receive(socket: &OwnedFd, buffers: &mut Buffers) -> Result<Datagra
     // MSG_CMSG_CLOEXEC: the fds the kernel installs are close-on-exec from the start, so a
     // child spawned by another thread meanwhile never inherits them.
     // SAFETY: msg points at buffers that live (and are not otherwise borrowed) for the call.
-    let received =
-        unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if received < 0 {
         return Err(Errno::last());
     }
@@ -109,6 +108,8 @@ pub(super) fn receive(socket: &OwnedFd, buffers: &mut Buffers) -> Result<Datagra
 /// `msg` must be the header of a successful `recvmsg` whose control buffer is still alive.
 unsafe fn take_control_messages(msg: &libc::msghdr, datagram: &mut Datagram) {
     let start = msg.msg_control as usize;
+    // msg_controllen is a usize with glibc and a u32 with musl.
+    #[allow(clippy::unnecessary_cast)]
     let end = start + msg.msg_controllen as usize;
     let header = std::mem::size_of::<libc::cmsghdr>();
     let mut cmsg = libc::CMSG_FIRSTHDR(msg);
@@ -182,7 +183,9 @@ mod tests {
     }
 
     fn open_fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").expect("list fds").count()
+        std::fs::read_dir("/proc/self/fd")
+            .expect("list fds")
+            .count()
     }
 
     #[test]
@@ -220,7 +223,10 @@ mod tests {
         let before = open_fds();
         let mut buffers = Buffers::new();
         let datagram = receive(&b, &mut buffers).expect("receive");
-        assert!(!datagram.control_cut, "the control buffer holds SCM_MAX_FD fds");
+        assert!(
+            !datagram.control_cut,
+            "the control buffer holds SCM_MAX_FD fds"
+        );
         assert_eq!(datagram.fds.len(), SCM_MAX_FD);
         assert!(datagram.pid.is_some(), "the credentials are never cut off");
         drop(datagram);

@@ -68,8 +68,8 @@ const QUEUE_LIMIT: usize = 256;
 #[derive(Clone, Debug)]
 pub struct Notification {
     pub pid: Pid,
-    /// The sender's process group, read when the datagram was received, while the sender
-    /// provably still held its pid (see `sender`).
+    /// The sender's process group, read when the datagram was received; with pidfds
+    /// (Linux 6.5+) only while the sender provably still held its pid (see `sender`).
     pub pgid: Option<Pid>,
     pub ready: bool,
     pub stopping: bool,

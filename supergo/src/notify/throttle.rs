@@ -23,12 +23,18 @@ impl Throttle {
     /// `Some(suffix)` when this event may be logged now, with `suffix` to append to its line
     /// (how many like it were not logged); `None` when it is only counted.
     pub(super) fn allow(&mut self, now: Instant) -> Option<String> {
-        if self.last.is_some_and(|last| now.duration_since(last) < PERIOD) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < PERIOD)
+        {
             self.suppressed += 1;
             return None;
         }
         let suffix = match self.suppressed {
-            0 => format!(" (such messages are logged at most once every {} s)", PERIOD.as_secs()),
+            0 => format!(
+                " (such messages are logged at most once every {} s)",
+                PERIOD.as_secs()
+            ),
             n => format!(
                 " ({n} more like it were not logged in the last {} s)",
                 PERIOD.as_secs()
