@@ -9,6 +9,7 @@ mod container_output;
 mod control_plane;
 mod lifecycle;
 mod logs;
+mod notify_hardening;
 mod readiness;
 mod regressions;
 mod restart;

@@ -13,7 +13,7 @@
 //! It then prints `probe: started pid N` to stdout and one line to stderr, so log-file tests
 //! have something to read.
 //!
-//! Usage: `probe [spawn-grandchild] [notify] [MODE]`, MODE one of:
+//! Usage: `probe [spawn-grandchild] [hold-pid PATH] [notify [barrier]] [MODE]`, MODE one of:
 //! - `serve` (default): accept on fd 3, answer each connection `pid: <pid>\n` (HTTP/1.0 style,
 //!   then close); on SIGTERM or SIGINT close the listener, finish the connection in hand, exit 0;
 //! - `exit CODE`: exit at once with CODE;
@@ -23,6 +23,12 @@
 //!
 //! And before the mode: `spawn-grandchild` forks a grandchild (same process group) that sleeps
 //! forever; `notify` sends `READY=1` to `NOTIFY_SOCKET` after `PROBE_READY_DELAY_MS` (default 0).
+//! `barrier` (after `notify`) then waits as `sd_notify_barrier` does: it sends `BARRIER=1` with
+//! the write end of a pipe and waits (30 s at most) until the receiver has closed it, and says
+//! on stderr `barrier released` or why not. `hold-pid PATH` waits until the file PATH exists,
+//! reads a pid N from it, creates a child with exactly that pid (`clone3` with `set_tid`; needs
+//! CAP_SYS_ADMIN) that sleeps in our process group, and writes `held N` or `error: …` to
+//! `PATH.done`: a test can make a pid that belonged to another process reappear in this group.
 //!
 //! Why `#![no_main]`: Rust's runtime sets SIGPIPE to "ignore" before `main`, so a normal Rust
 //! program cannot tell whether its parent left SIGPIPE ignored, which is exactly what supergo
@@ -37,9 +43,10 @@
 use std::collections::BTreeMap;
 use std::env;
 use std::fs;
+use std::io::IoSlice;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixDatagram};
@@ -49,17 +56,18 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::libc;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::signal::{sigaction, signal, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::socket::{
-    accept4, getsockname, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
-    SockaddrLike, SockaddrStorage,
+    accept4, getsockname, getsockopt, sendmsg, socket, sockopt, AddressFamily, ControlMessage,
+    MsgFlags, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
 };
 use nix::unistd::{
     fork, getegid, geteuid, getgid, getgroups, getpgrp, getpid, getppid, getsid, getuid, pause,
-    ForkResult,
+    pipe2, ForkResult,
 };
 use serde_json::{json, Map, Value};
 
@@ -80,7 +88,9 @@ enum Mode {
 
 struct Args {
     spawn_grandchild: bool,
+    hold_pid: Option<String>,
     notify: bool,
+    barrier: bool,
     mode: Mode,
 }
 
@@ -134,8 +144,12 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
         return 2;
     }
 
+    if let Some(path) = &args.hold_pid {
+        hold_pid(path);
+    }
     if args.notify {
-        if let Err(err) = notify() {
+        let sent = notify().and_then(|()| if args.barrier { barrier() } else { Ok(()) });
+        if let Err(err) = sent {
             eprintln!("probe: pid {pid}: {err}");
         }
     }
@@ -172,7 +186,9 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         spawn_grandchild: false,
+        hold_pid: None,
         notify: false,
+        barrier: false,
         mode: Mode::Serve,
     };
     let mut words = env::args().skip(1);
@@ -192,6 +208,11 @@ fn parse_args() -> Result<Args, String> {
         match word.as_str() {
             "spawn-grandchild" => args.spawn_grandchild = true,
             "notify" => args.notify = true,
+            "barrier" if args.notify => args.barrier = true,
+            "hold-pid" => {
+                let path = words.next().ok_or("`hold-pid` needs a file path")?;
+                args.hold_pid = Some(path);
+            }
             "serve" => mode_seen = true,
             "exit" => {
                 let code = number("an exit code")?;
@@ -213,8 +234,8 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown word `{other}`: usage: probe [spawn-grandchild] [notify] \
-                     [serve | exit CODE | crash-after MS | ignore-term | sleep]"
+                    "unknown word `{other}`: usage: probe [spawn-grandchild] [hold-pid PATH] \
+                     [notify [barrier]] [serve | exit CODE | crash-after MS | ignore-term | sleep]"
                 ))
             }
         }
@@ -401,6 +422,123 @@ fn notify() -> Result<(), String> {
         process::id()
     );
     Ok(())
+}
+
+/// `sd_notify_barrier`: sends `BARRIER=1` with the write end of a pipe, then waits until the
+/// receiver has closed it (EOF on the read end), 30 s at most.
+fn barrier() -> Result<(), String> {
+    let pid = process::id();
+    let path = env::var_os("NOTIFY_SOCKET").ok_or("barrier: NOTIFY_SOCKET is not set")?;
+    let (read_end, write_end) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|err| format!("barrier: pipe: {err}"))?;
+    let addr = match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => UnixAddr::new_abstract(name),
+        None => UnixAddr::new(path.as_bytes()),
+    }
+    .map_err(|err| format!("barrier: NOTIFY_SOCKET {path:?}: {err}"))?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|err| format!("barrier: socket: {err}"))?;
+    sendmsg(
+        sock.as_raw_fd(),
+        &[IoSlice::new(b"BARRIER=1")],
+        &[ControlMessage::ScmRights(&[write_end.as_raw_fd()])],
+        MsgFlags::empty(),
+        Some(&addr),
+    )
+    .map_err(|err| format!("barrier: cannot send BARRIER=1: {err}"))?;
+    // Only the copy in flight (then the receiver's) may keep the pipe open.
+    drop(write_end);
+    eprintln!("probe: pid {pid}: sent BARRIER=1, waiting until it is released");
+    let started = Instant::now();
+    let mut fds = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::from(30_000u16)) {
+            Ok(0) => return Err("barrier: not released within 30 s".into()),
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(format!("barrier: poll: {err}")),
+        }
+    }
+    eprintln!(
+        "probe: pid {pid}: barrier released after {} ms",
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// The start of `struct clone_args` up to `set_tid_size` (CLONE_ARGS_SIZE_VER1).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+}
+
+/// `hold-pid PATH`: see the module docs. The outcome goes to `PATH.done`.
+fn hold_pid(path: &str) {
+    let pid = process::id();
+    let outcome = (|| -> Result<i32, String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let text = loop {
+            match fs::read_to_string(path) {
+                Ok(text) => break text,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                Err(err) => return Err(format!("{path} did not appear within 60 s: {err}")),
+            }
+        };
+        let wanted: libc::pid_t = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{path} holds {text:?}, not a pid"))?;
+        let tids = [wanted];
+        let args = CloneArgs {
+            exit_signal: libc::SIGCHLD as u64,
+            set_tid: tids.as_ptr() as u64,
+            set_tid_size: 1,
+            ..CloneArgs::default()
+        };
+        // clone3 is the only way to ask for a pid; nix has no wrapper. Without CLONE_VM it
+        // forks: the child gets a copy of this (single-threaded) process.
+        // SAFETY: args and tids outlive the call; the child only pauses, never returns.
+        let child = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        match child {
+            0 => loop {
+                // SAFETY: pause is async-signal-safe.
+                unsafe { libc::pause() };
+            },
+            n if n < 0 => Err(format!("clone3 with pid {wanted}: {}", Errno::last())),
+            n => Ok(n as i32),
+        }
+    })();
+    let line = match &outcome {
+        Ok(held) => format!("held {held}\n"),
+        Err(err) => format!("error: {err}\n"),
+    };
+    eprintln!("probe: pid {pid}: hold-pid: {}", line.trim_end());
+    let done = format!("{path}.done");
+    let tmp = format!("{done}.tmp");
+    if let Err(err) = fs::write(&tmp, line).and_then(|()| fs::rename(&tmp, &done)) {
+        eprintln!("probe: pid {pid}: hold-pid: cannot write {done}: {err}");
+    }
 }
 
 /// Stop handler for serve mode. Without SA_RESTART a blocked `accept` fails with EINTR; and
