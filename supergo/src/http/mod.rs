@@ -23,8 +23,9 @@
 //! Limits: a request head of at most `MAX_HEAD` bytes and a body of at most `MAX_BODY`
 //! bytes (read and dropped) must arrive within `READ_TIMEOUT` of when the server begins
 //! waiting for it (so an idle keep-alive connection closes after it too); an answer must be
-//! written within `WRITE_TIMEOUT`; a connection lives at most `MAX_LIFETIME`, and is closed
-//! after any 4xx or 5xx answer. Anything malformed gets a 4xx answer and the connection is
+//! written within `WRITE_TIMEOUT`; a connection is closed after any 4xx or 5xx answer, and
+//! its first answer after `MAX_LIFETIME` closes it (so it lives at most that, plus one
+//! request's read, answer and write). Anything malformed gets a 4xx answer and the connection is
 //! closed.
 //!
 //! The listener comes in already bound (so it can be one handed over across an exec), and
@@ -62,8 +63,8 @@ pub const MAX_BODY: u64 = 64 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A whole answer must be written within this.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// No connection is kept longer, however busy: the last answer after it says
-/// `Connection: close`, and an idle one is closed.
+/// No connection is kept longer, however busy: the first answer after it says
+/// `Connection: close`. (An idle connection is closed after `READ_TIMEOUT` anyway.)
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30);
 /// Stack of the poll loop thread (it parses heads and builds short refusals).
 const POLL_STACK: usize = 256 * 1024;

@@ -27,7 +27,7 @@ use super::origin::LocalOnly;
 use super::response::render;
 use super::table::Table;
 use super::workers::{Back, Conn, Job, Pool};
-use super::{MAX_LIFETIME, READ_TIMEOUT};
+use super::READ_TIMEOUT;
 use crate::reply::Reply;
 
 /// New connections accepted per turn at most, so that the requests of those already in are
@@ -132,7 +132,7 @@ impl Reader {
     /// The earliest deadline of a waiting connection or of the accept pause.
     fn next_deadline(&self, accepting: bool) -> Option<Instant> {
         let waiting = (self.table.waiting.iter())
-            .map(|w| (w.since + READ_TIMEOUT).min(w.born + MAX_LIFETIME))
+            .map(|w| w.since + READ_TIMEOUT)
             .min();
         let pause = self.accept_paused_until.filter(|_| !accepting);
         waiting.into_iter().chain(pause).min()
@@ -167,12 +167,13 @@ impl Reader {
         });
     }
 
-    /// Closes the connections whose request has not come in time (an idle keep-alive
-    /// connection, or a slow or stalled one), or that have lived their lifetime.
+    /// Closes the connections whose request has not come in time: an idle keep-alive
+    /// connection, or a slow or stalled one. (Lifetimes are ended by the workers, with a
+    /// `Connection: close` answer: closing an idle connection at an arbitrary moment would
+    /// race with the request its client may be sending.)
     fn expire(&mut self, now: Instant) {
         for i in (0..self.table.waiting.len()).rev() {
-            let w = &self.table.waiting[i];
-            if now >= w.since + READ_TIMEOUT || now >= w.born + MAX_LIFETIME {
+            if now >= self.table.waiting[i].since + READ_TIMEOUT {
                 self.table.close(i);
             }
         }

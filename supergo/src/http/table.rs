@@ -25,7 +25,7 @@ const EVICTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 pub struct Waiting {
     pub stream: TcpStream,
     pub peer: SocketAddr,
-    /// When it was accepted (its lifetime is capped).
+    /// When it was accepted (the workers end it after `MAX_LIFETIME`).
     pub born: Instant,
     /// When the server began waiting for the current request.
     pub since: Instant,
