@@ -573,27 +573,26 @@ struct FloodTally {
 }
 
 /// `count` connections that each send a byte of a never-ending request head now and then;
-/// one closed by supergo is opened again, as an attacker would. Non-blocking sockets on one
-/// thread: a thousand threads would load the machine more than supergo.
+/// one closed by supergo is opened again at once, as an attacker would. Non-blocking sockets
+/// on one thread: a thousand threads would load the machine more than supergo.
 fn flood(addr: SocketAddr, count: usize, stop: &AtomicBool, tally: &FloodTally) {
     const HEAD: &[u8] = b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let open = || {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        stream.set_nonblocking(true).ok()?;
+        tally.opened.fetch_add(1, Ordering::SeqCst);
+        tally.open.fetch_add(1, Ordering::SeqCst);
+        Some((stream, 0))
+    };
     let mut conns: Vec<Option<(TcpStream, usize)>> = (0..count).map(|_| None).collect();
     while !stop.load(Ordering::SeqCst) {
         for slot in conns.iter_mut() {
             if slot.is_none() {
-                let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-                    continue;
-                };
-                if stream.set_nonblocking(true).is_err() {
-                    continue;
-                }
-                tally.opened.fetch_add(1, Ordering::SeqCst);
-                tally.open.fetch_add(1, Ordering::SeqCst);
-                *slot = Some((stream, 0));
+                *slot = open();
             }
             let Some((stream, sent)) = slot else { continue };
-            let mut byte = [0u8; 512];
-            let gone = match stream.read(&mut byte) {
+            let mut buf = [0u8; 512];
+            let gone = match stream.read(&mut buf) {
                 Ok(0) => {
                     tally.dropped.fetch_add(1, Ordering::SeqCst);
                     true
@@ -613,8 +612,12 @@ fn flood(addr: SocketAddr, count: usize, stop: &AtomicBool, tally: &FloodTally) 
                 }
             };
             if gone {
-                *slot = None;
                 tally.open.fetch_sub(1, Ordering::SeqCst);
+                // Back at once, and its first byte with it.
+                *slot = open();
+                if let Some((stream, sent)) = slot {
+                    *sent = usize::from(stream.write(&HEAD[..1]).is_ok());
+                }
             }
         }
         tally.sweeps.fetch_add(1, Ordering::SeqCst);
@@ -660,8 +663,17 @@ fn slow_connection_flood_does_not_deny_status() {
             sg.dump()
         );
     }
+    // Asked again and again while the flood goes on for several sweeps (each one pushes
+    // hundreds of slow connections at supergo).
     let mut failures = Vec::new();
-    for round in 0..12 {
+    let first_sweep = tally.sweeps.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut round = 0;
+    while round < 12 || tally.sweeps.load(Ordering::SeqCst) < first_sweep + 4 {
+        if Instant::now() > deadline {
+            failures.push(format!("the flood stalled after {round} rounds"));
+            break;
+        }
         match http_request(&sg.control, "GET", "/status", &[], TIMEOUT) {
             Ok(r) if r.status == 200 && r.body.contains(&format!("\"pid\":{pid}")) => {}
             Ok(r) => failures.push(format!("GET /status {round}: HTTP {} {}", r.status, r.body)),
@@ -677,6 +689,9 @@ fn slow_connection_flood_does_not_deny_status() {
                 ));
             }
         }
+        round += 1;
+        // Paces the rounds over the flood's sweeps.
+        thread::sleep(Duration::from_millis(100));
     }
     let during = report(&tally);
     stop.store(true, Ordering::SeqCst);
