@@ -154,7 +154,7 @@ impl Reader {
     }
 
     fn dispatch(&mut self, i: usize, verdict: Verdict) {
-        let w = self.table.to_worker(i);
+        let w = self.table.hand_to_worker(i);
         let conn = Conn {
             stream: w.stream,
             peer: w.peer,

@@ -6,8 +6,8 @@
 //! address, the connection that has waited longest for its request (incomplete, or idle
 //! between keep-alive requests) is dropped to make room: a flood of slow or silent
 //! connections then only ever pushes out its own oldest members, and a client that sends a
-//! whole request at once is always read and answered. Only when every connection in the way
-//! is being answered is the newcomer refused (503).
+//! whole request at once is always read and answered. Only when all `MAX_CONNECTIONS` are
+//! being answered by workers is the newcomer refused (503).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -55,16 +55,16 @@ impl Table {
 
     /// Makes room for a new connection from `peer`, dropping the longest-waiting connection
     /// in the way (of `peer` when it is at its own limit). `Err` with the reason when only
-    /// connections being answered are in the way.
+    /// connections being answered are in the way of the total budget.
     pub fn make_room(&mut self, peer: SocketAddr) -> Result<(), String> {
         let peer = key(peer);
         if self.per_peer.get(&peer).copied().unwrap_or(0) >= MAX_PER_PEER {
-            let oldest = self
-                .longest_waiting(|w| key(w.peer) == peer)
-                .ok_or_else(|| {
-                    format!("too many connections from {peer} to the control API; try again")
-                })?;
-            self.evict(oldest);
+            // When every one of them is being answered, only the total budget limits it:
+            // all local clients share 127.0.0.1, and a burst of one client's requests in
+            // the workers must not turn the operator's request away.
+            if let Some(oldest) = self.longest_waiting(|w| key(w.peer) == peer) {
+                self.evict(oldest);
+            }
         }
         if self.waiting.len() + self.busy >= MAX_CONNECTIONS {
             let oldest = self
@@ -112,7 +112,7 @@ impl Table {
     }
 
     /// Takes waiting connection `i` out to hand it to a worker; it still counts.
-    pub fn to_worker(&mut self, i: usize) -> Waiting {
+    pub fn hand_to_worker(&mut self, i: usize) -> Waiting {
         self.busy += 1;
         self.waiting.swap_remove(i)
     }
@@ -155,9 +155,9 @@ impl Table {
             .is_none_or(|at| now >= at + EVICTION_REPORT_EVERY)
         {
             crate::warn!(
-                "control API: dropped {} connection(s) that had not sent a whole request, to make \
-                 room for new ones (at most {MAX_CONNECTIONS} connections, {MAX_PER_PEER} per \
-                 client address); is something flooding it?",
+                "control API: dropped {} connection(s) that were idle or still sending their \
+                 request, to make room for new ones (at most {MAX_CONNECTIONS} connections, \
+                 {MAX_PER_PEER} per client address); is something flooding it?",
                 self.evicted
             );
             self.evicted = 0;
@@ -170,4 +170,47 @@ impl Table {
 /// (`::ffff:127.0.0.1`) is the same client as `127.0.0.1`.
 fn key(peer: SocketAddr) -> IpAddr {
     peer.ip().to_canonical()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// The accepted end of a connection from 127.0.0.1, and its peer address (the client's
+    /// end is dropped: the table never reads).
+    fn stream(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+        let addr = listener.local_addr().expect("a bound listener");
+        let _client = TcpStream::connect(addr).expect("connect to our own listener");
+        listener.accept().expect("accept our own connection")
+    }
+
+    #[test]
+    fn drops_the_longest_waiting_connection_of_a_peer_at_its_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let mut table = Table::new();
+        let start = Instant::now();
+        for n in 0..MAX_PER_PEER {
+            let (s, peer) = stream(&listener);
+            table.make_room(peer).expect("room below the limit");
+            // Waiting since a later moment each, except the 10th: the longest waiting.
+            let since = start + Duration::from_millis(if n == 10 { 0 } else { 1 + n as u64 });
+            table.add(s, peer, since);
+        }
+        let (s, peer) = stream(&listener);
+        let longest = table.waiting[10].peer;
+        table.make_room(peer).expect("room made by dropping one");
+        assert_eq!(table.waiting.len(), MAX_PER_PEER - 1);
+        assert!(table.waiting.iter().all(|w| w.peer != longest));
+        table.add(s, peer, Instant::now());
+
+        // Out with workers, none can be dropped: the total budget is the only limit then.
+        while !table.waiting.is_empty() {
+            drop(table.hand_to_worker(0));
+        }
+        let (_s, peer) = stream(&listener);
+        assert!(table.make_room(peer).is_ok());
+        table.busy = MAX_CONNECTIONS;
+        assert!(table.make_room(peer).is_err());
+    }
 }
