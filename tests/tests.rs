@@ -6,6 +6,7 @@ mod child_contract;
 mod children;
 mod config_check;
 mod container_output;
+mod control_hardening;
 mod control_plane;
 mod lifecycle;
 mod logs;

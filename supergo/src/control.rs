@@ -1,8 +1,9 @@
 //! The HTTP control API: routes, the JSON envelope, the bearer token.
 //!
-//! `http` serves each connection on its own thread (bounded); each request becomes a
-//! message to the core with a reply channel. A malformed request gets a 4xx answer, never a
-//! crash.
+//! `http` reads requests with one poll loop and answers them on a few workers (bounded);
+//! each request becomes a message to the core with a reply channel. A malformed request
+//! gets a 4xx answer, never a crash; a web page's request (cross-site, DNS rebinding) gets a
+//! 403 before it reaches the routes or the token check.
 //!
 //! Routes (DESIGN.md, "Control API"): `GET /status`, `GET /reread`, `POST /update`,
 //! `POST /start/NAME`, `POST /stop/NAME`, `POST /restart/NAME[?wait=false]`,
@@ -20,6 +21,9 @@ use crate::supervisor::{self, CoreMessage, Request};
 
 pub struct Control {
     pub listener: TcpListener,
+    /// The control address as configured (`--listen` or `[supergo] listen`): a request may
+    /// name its host in `Host` (`myhost` of `myhost:22106`), besides an IP or `localhost`.
+    pub listen: String,
     pub core: Sender<CoreMessage>,
     pub token: Option<String>,
 }
@@ -29,11 +33,14 @@ impl Control {
     pub fn start(self) -> std::io::Result<()> {
         let Control {
             listener,
+            listen,
             core,
             token,
         } = self;
+        let local = http::LocalOnly::new(&listen, listener.local_addr()?);
         http::serve(
             listener,
+            local,
             Arc::new(move |request: &http::Request| answer(&core, token.as_deref(), request)),
         )
     }

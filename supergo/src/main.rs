@@ -161,6 +161,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         .clone()
         .or_else(|| config.daemon.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let configured_listen = listen.clone();
     // The same forms as listen_addrs (":22106" = every interface), TCP only.
     let listen = match ListenAddr::parse(&listen, Path::new(".")) {
         Ok(ListenAddr::Tcp(addr)) => addr.to_string(),
@@ -200,6 +201,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     let supervisor = Supervisor::new(config, ctx);
     Control {
         listener,
+        listen: configured_listen,
         core: core_tx,
         token,
     }
