@@ -65,3 +65,55 @@ pub fn cover(programs_within: Duration) {
 pub fn ask_within() -> Duration {
     Duration::from_millis(ASK_WITHIN_MS.load(Ordering::Relaxed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Config};
+
+    fn load(text: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!("supergo-deadline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let path = dir.join("supergo.toml");
+        std::fs::write(&path, text).expect("the config written");
+        let config = config::load(&path).expect("the config loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        config
+    }
+
+    #[test]
+    fn a_worker_may_take_a_drain_two_readiness_waits_and_a_margin() {
+        let config = load(
+            r#"
+[program.web]
+command = "sleep 1"
+stop_timeout = 10
+start_secs = 1
+
+[program.api]
+command = "sleep 1"
+stop_timeout = 5
+ready = "notify"
+ready_timeout = 60
+"#,
+        );
+        let web = &config.programs["web"];
+        let api = &config.programs["api"];
+        assert_eq!(worker_answer_within(web), Duration::from_secs(10 + 2 + 60));
+        assert_eq!(worker_answer_within(api), Duration::from_secs(5 + 120 + 60));
+        assert_eq!(
+            answers_within(config.programs.values()),
+            Duration::from_secs(185)
+        );
+        assert_eq!(first_start_within(api), Duration::from_secs(120));
+        assert_eq!(answers_within([]), MARGIN);
+    }
+
+    #[test]
+    fn the_ask_deadline_covers_collectors_and_never_shrinks() {
+        cover(Duration::from_secs(1000));
+        assert!(ask_within() >= Duration::from_secs(1000) + ASK_EXTRA);
+        cover(Duration::from_secs(1));
+        assert!(ask_within() >= Duration::from_secs(1000) + ASK_EXTRA);
+    }
+}
