@@ -24,18 +24,22 @@
 //!
 //! The worker's state is a few parts, each plain data that an upgrade in place or an
 //! adoption after a crash can serialize on its own (each part's `//!` says which fields):
-//! - [`lifecycle`]: the state (`Running`, `Backoff`, …), failed starts in a row, the backoff
+//! - `lifecycle`: the state (`Running`, `Backoff`, …), failed starts in a row, the backoff
 //!   deadline, whether a stop or a shutdown is under way; the retry policy;
-//! - [`generations`]: the serving process, a handoff in progress, a stop-first restart, the
+//! - `generations`: the serving process, a handoff in progress, a stop-first restart, the
 //!   draining processes with their SIGKILL deadlines, and the generation counter;
-//! - [`resources`]: what processes are given: the config, listeners, `NOTIFY_SOCKET` and the
-//!   log pipes ([`outputs`]);
-//! - [`record`]: counters and last outcomes, and the status snapshot built from all parts;
-//! - [`waiters`]: the requests waiting for an outcome, and the answers to send after the
+//! - `resources`: what processes are given: the config, listeners, `NOTIFY_SOCKET` and the
+//!   log pipes (`outputs`);
+//! - `record`: counters and last outcomes, and the status snapshot built from all parts;
+//! - `waiters`: the requests waiting for an outcome, and the answers to send after the
 //!   next publish (channels: never serialized; an upgrade answers them first).
 //!
-//! The [`worker`] loop only dispatches; the transitions live beside it, one concern a file:
-//! [`commands`], [`starting`], [`handoff`], [`stopping`], [`exits`], [`readiness`], [`timers`].
+//! Times in these parts are `stamp::Stamp`s: an `Instant` for the timers with the
+//! wall-clock time beside it, which is what crosses an exec.
+//!
+//! The `worker` loop only dispatches; the transitions live beside it, one concern a file:
+//! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
+//! `wiring` holds what connects a worker to the rest of supergo (never serialized).
 
 mod commands;
 mod exits;

@@ -7,9 +7,9 @@
 //! publish, never by asking a busy worker. Whatever waits on a worker's answer also has a
 //! last-resort deadline, so that no request goes unanswered until supergo exits.
 //!
-//! Parts: [`core`] (the table, the loop, supergo's signals), [`request`] (what reaches the
-//! core, and `ask`), [`requests`] (how the core answers each), [`update`] (reread and
-//! update), [`shutdown`], [`gather`] (the starter and collector threads) and [`deadline`]
+//! Parts: `core` (the table, the loop, supergo's signals), `request` (what reaches the
+//! core, and `ask`), `requests` (how the core answers each), `update` (reread and
+//! update), `shutdown`, `gather` (the starter and collector threads) and `deadline`
 //! (how long is too long).
 
 mod core;
