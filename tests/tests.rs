@@ -18,3 +18,4 @@ mod settings;
 mod update;
 mod util;
 mod util_selftest;
+mod waiters;

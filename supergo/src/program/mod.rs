@@ -1,0 +1,122 @@
+//! One worker thread per program: the state machine over its processes.
+//!
+//! A worker owns its program's config, its listeners, the serving process, a new generation
+//! being started by a restart (the *handoff*), and every process asked to stop that has not
+//! exited yet (*draining*). It is driven by `select!` over its command channel, its exit
+//! channel (fed by the reaper), its readiness channel (`ready = "notify"`) and one deadline.
+//!
+//! A restart is one transaction: start generation k+1 on the same listeners while k keeps
+//! serving; once k+1 is ready, ask k to stop (it drains); if k+1 exits or misses its
+//! readiness deadline first, stop it and keep k. A failed restart never takes the service
+//! down.
+//!
+//! Policy for exits of the serving process:
+//! - an exit before the process was ready is a *failed start*: retried after a backoff that
+//!   doubles from `backoff_secs` up to `backoff_max_secs`; after `max_retry` retries in a row
+//!   the program is `Fatal`. (Failed starts are retried whatever `auto_restart` says, as
+//!   supervisord does: a half-deployed binary is worth another try.)
+//! - an exit after it was ready follows `auto_restart`; a restart then is immediate, since
+//!   the process had proved it can start. Becoming ready resets the failure count.
+//!
+//! Every request that waits (start, stop, restart, replace, shutdown) is answered on every
+//! path: when its outcome is known, or when something else (a stop, a new config, a
+//! shutdown) makes it moot, with a message that says what happened instead.
+//!
+//! The worker's state is a few parts, each plain data that an upgrade in place or an
+//! adoption after a crash can serialize on its own (each part's `//!` says which fields):
+//! - `lifecycle`: the state (`Running`, `Backoff`, …), failed starts in a row, the backoff
+//!   deadline, whether a stop or a shutdown is under way; the retry policy;
+//! - `generations`: the serving process, a handoff in progress, a stop-first restart, the
+//!   draining processes with their SIGKILL deadlines, and the generation counter;
+//! - `resources`: what processes are given: the config, listeners, `NOTIFY_SOCKET` and the
+//!   log pipes (`outputs`);
+//! - `record`: counters and last outcomes, and the status snapshot built from all parts;
+//! - `waiters`: the requests waiting for an outcome, and the answers to send after the
+//!   next publish (channels: never serialized; an upgrade answers them first).
+//!
+//! Times in these parts are `stamp::Stamp`s: an `Instant` for the timers with the
+//! wall-clock time beside it, which is what crosses an exec.
+//!
+//! The `worker` loop only dispatches; the transitions live beside it, one concern a file:
+//! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
+//! `wiring` holds what connects a worker to the rest of supergo (never serialized).
+
+mod commands;
+mod exits;
+mod generations;
+mod handoff;
+mod lifecycle;
+mod outputs;
+mod process;
+mod readiness;
+mod record;
+mod resources;
+mod stamp;
+mod starting;
+mod stopping;
+mod timers;
+mod waiters;
+mod wiring;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{unbounded, Sender};
+
+use crate::config::ProgramConfig;
+use crate::listener::Listener;
+use crate::status::{ProgramStatus, SharedStatus};
+
+pub use process::ready_within;
+pub use resources::SharedConfig;
+pub use wiring::{Command, Context};
+
+/// The core's side of a worker.
+pub struct ProgramHandle {
+    pub config: SharedConfig,
+    pub commands: Sender<Command>,
+    pub status: SharedStatus,
+    pub thread: JoinHandle<()>,
+}
+
+impl ProgramHandle {
+    /// The effective config (see `SharedConfig`).
+    pub fn config(&self) -> Arc<ProgramConfig> {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Starts the worker thread of one program. `listeners` is the outcome of binding its
+/// addresses: an error makes the program `Fatal` with that error in its status.
+pub fn launch(
+    config: Arc<ProgramConfig>,
+    listeners: Result<Vec<Arc<Listener>>, String>,
+    ctx: Arc<Context>,
+) -> std::io::Result<ProgramHandle> {
+    let (commands_tx, commands_rx) = unbounded();
+    let status: SharedStatus = Arc::new(Mutex::new(ProgramStatus::new(&config.name)));
+    let shared_config: SharedConfig = Arc::new(Mutex::new(config.clone()));
+    let worker = worker::Worker::new(
+        config.clone(),
+        shared_config.clone(),
+        listeners,
+        ctx,
+        commands_rx,
+        status.clone(),
+    );
+    let thread = std::thread::Builder::new()
+        .name(format!("program {}", config.name))
+        // Workers keep little on their stack; a small stack keeps 1000 programs cheap.
+        .stack_size(128 * 1024)
+        .spawn(move || worker.run())?;
+    Ok(ProgramHandle {
+        config: shared_config,
+        commands: commands_tx,
+        status,
+        thread,
+    })
+}

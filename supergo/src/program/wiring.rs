@@ -1,0 +1,34 @@
+//! How a worker is wired to the rest of supergo: the commands the core sends it, and what
+//! every worker shares (the reaper, the listener pool, the log hub). Channels and shared
+//! handles only: nothing here is state to serialize; an upgrade rebuilds the wiring.
+
+use std::sync::Arc;
+
+use crate::config::ProgramConfig;
+use crate::listener::{Listener, ListenerPool};
+use crate::logs::LogHub;
+use crate::reaper::Reaper;
+use crate::reply::Replier;
+
+/// What the core asks of a worker.
+pub enum Command {
+    Start(Option<Replier>),
+    Stop(Option<Replier>),
+    /// Restart; the reply comes when the handoff succeeded or failed.
+    Restart(Option<Replier>),
+    /// `update` changed this program: hand over to a process of the new config.
+    Replace {
+        config: Arc<ProgramConfig>,
+        listeners: Result<Vec<Arc<Listener>>, String>,
+        reply: Option<Replier>,
+    },
+    /// Stop everything and end the worker (supergo exits, or `update` removed the program).
+    Shutdown(Option<Replier>),
+}
+
+/// What a worker shares with the rest of supergo.
+pub struct Context {
+    pub reaper: Arc<Reaper>,
+    pub pool: Arc<ListenerPool>,
+    pub logs: Arc<LogHub>,
+}

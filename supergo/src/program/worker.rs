@@ -1,0 +1,151 @@
+//! The worker: its parts, its wiring, and the loop that dispatches each event (a command, an
+//! exit, a notification, a deadline) to the transition that handles it, then publishes the
+//! status and sends the answers decided during the turn.
+//!
+//! The transitions are `impl Worker` blocks beside this file, one concern each; they keep the
+//! parts consistent with each other (a handoff's process, its new config and its waiters
+//! come and go together). This file only holds the parts together and turns the loop.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{at, never, select, unbounded, Receiver, Sender};
+use serde_json::json;
+
+use super::generations::Generations;
+use super::lifecycle::Lifecycle;
+use super::record::{self, Record};
+use super::resources::{Resources, SharedConfig};
+use super::waiters::Waiters;
+use super::wiring::{Command, Context};
+use crate::config::ProgramConfig;
+use crate::error;
+use crate::listener::Listener;
+use crate::reaper::Exit;
+use crate::status::{SharedStatus, State};
+
+pub(super) struct Worker {
+    // Wiring: channels and shared handles, rebuilt (never serialized) by an upgrade.
+    pub ctx: Arc<Context>,
+    pub commands: Receiver<Command>,
+    /// Given to the reaper with every spawn: exits of this worker's pids come back here.
+    pub exits_tx: Sender<Exit>,
+    pub exits: Receiver<Exit>,
+    pub status: SharedStatus,
+
+    // The state, in parts (see the module docs of each).
+    pub resources: Resources,
+    pub life: Lifecycle,
+    pub gens: Generations,
+    pub waiters: Waiters,
+    pub record: Record,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<ProgramConfig>,
+        shared_config: SharedConfig,
+        listeners: Result<Vec<Arc<Listener>>, String>,
+        ctx: Arc<Context>,
+        commands: Receiver<Command>,
+        status: SharedStatus,
+    ) -> Worker {
+        let (exits_tx, exits) = unbounded();
+        let resources = Resources::new(config, shared_config, listeners);
+        let listen_error = resources.listen_error.clone();
+        let mut worker = Worker {
+            ctx,
+            commands,
+            exits_tx,
+            exits,
+            status,
+            resources,
+            life: Lifecycle::new(),
+            gens: Generations::default(),
+            waiters: Waiters::default(),
+            record: Record::default(),
+        };
+        if let Some(e) = listen_error {
+            error!("{}: {e}", worker.name());
+            worker.life.state = State::Fatal;
+            worker.record.error = Some(e);
+        }
+        worker.publish();
+        worker
+    }
+
+    pub fn name(&self) -> &str {
+        self.resources.name()
+    }
+
+    pub fn run(mut self) {
+        loop {
+            let timer = match self.next_deadline() {
+                Some(deadline) => at(deadline),
+                None => never(),
+            };
+            let notifications = match &self.resources.notify {
+                Some(n) => n.receiver().clone(),
+                None => never(),
+            };
+            select! {
+                recv(self.commands) -> command => match command {
+                    Ok(command) => self.on_command(command),
+                    // The core is gone (supergo is exiting abnormally): stop the children
+                    // rather than orphan them.
+                    Err(_) => {
+                        self.life.shutting_down = true;
+                        self.request_stop();
+                    }
+                },
+                recv(self.exits) -> exit => {
+                    if let Ok(exit) = exit {
+                        self.on_exit(exit);
+                    }
+                }
+                recv(notifications) -> note => {
+                    if let Ok(note) = note {
+                        self.on_notification(note);
+                    }
+                }
+                recv(timer) -> _ => {}
+            }
+            self.on_timers(Instant::now());
+            self.check_stopped();
+            self.publish();
+            self.waiters.flush();
+            if self.life.shutting_down && self.life.state == State::Stopped {
+                return;
+            }
+        }
+    }
+
+    /// The earliest moment something is due: a readiness or SIGKILL deadline, a retry.
+    fn next_deadline(&self) -> Option<Instant> {
+        let backoff = self.life.backoff_until.map(|t| t.mono);
+        self.gens.next_deadline().into_iter().chain(backoff).min()
+    }
+
+    /// The `data` of an answer: the program's name, state and serving pid now.
+    pub fn result_data(&self) -> serde_json::Value {
+        json!({
+            "name": self.name(),
+            "state": self.life.state,
+            "pid": self.gens.current_pid().as_raw(),
+        })
+    }
+
+    fn publish(&self) {
+        let status = record::snapshot(
+            &self.resources.config,
+            &self.resources.listeners,
+            self.life.state,
+            &self.gens,
+            &self.record,
+        );
+        *self
+            .status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+    }
+}

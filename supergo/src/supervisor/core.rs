@@ -1,0 +1,184 @@
+//! The core thread's own state and loop: the program table (a worker per program, and the
+//! programs removed by `update` that still drain), the loaded config, adding a program, the
+//! loop over the inbox (requests go to `requests`), and supergo's own signals.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver};
+use serde_json::Value;
+
+use super::deadline;
+use super::gather::{start_by_priority, ToStart};
+use super::request::CoreMessage;
+use crate::config::{Config, ProgramConfig};
+use crate::listener::Listener;
+use crate::program::{self, Command, Context, ProgramHandle};
+use crate::reply::{Replier, Reply};
+use crate::{error, info, warn};
+
+pub struct Supervisor {
+    pub(super) config: Config,
+    pub(super) programs: BTreeMap<String, ProgramHandle>,
+    /// Programs removed by `update` that may still be draining.
+    pub(super) retiring: Vec<ProgramHandle>,
+    pub(super) ctx: Arc<Context>,
+}
+
+impl Supervisor {
+    /// Creates a worker for every program and starts those with `autostart`, in priority
+    /// order.
+    pub fn new(config: Config, ctx: Arc<Context>) -> Supervisor {
+        deadline::cover(deadline::answers_within(config.programs.values()));
+        let mut supervisor = Supervisor {
+            config: config.clone(),
+            programs: BTreeMap::new(),
+            retiring: Vec::new(),
+            ctx,
+        };
+        let mut groups: BTreeMap<i32, Vec<ToStart>> = BTreeMap::new();
+        for program in config.start_order() {
+            let (priority, autostart) = (program.priority, program.autostart);
+            supervisor.add_program(program.clone(), None, false);
+            if let Some(handle) = supervisor.programs.get(&program.name) {
+                if autostart
+                    && handle
+                        .status
+                        .lock()
+                        .map(|s| s.error.is_none())
+                        .unwrap_or(false)
+                {
+                    groups.entry(priority).or_default().push(ToStart {
+                        name: program.name.clone(),
+                        commands: handle.commands.clone(),
+                        within: deadline::first_start_within(program),
+                    });
+                }
+            }
+        }
+        start_by_priority(groups);
+        supervisor
+    }
+
+    /// Binds the program's listeners (an error makes it Fatal, the others run), starts its
+    /// worker and, with `autostart` and `start_now`, the program.
+    pub(super) fn add_program(
+        &mut self,
+        program: ProgramConfig,
+        reply: Option<Replier>,
+        start_now: bool,
+    ) {
+        let name = program.name.clone();
+        let autostart = program.autostart;
+        let listeners = self.acquire_listeners(&program);
+        let listen_failed = listeners.is_err();
+        match program::launch(Arc::new(program), listeners, self.ctx.clone()) {
+            Ok(handle) => {
+                if !start_now {
+                    // The caller starts it (in priority order).
+                } else if autostart && !listen_failed {
+                    let _ = handle.commands.send(Command::Start(reply));
+                } else if let Some(r) = reply {
+                    let status = handle
+                        .status
+                        .lock()
+                        .map(|s| s.error.clone())
+                        .unwrap_or(None);
+                    let reply = match status {
+                        Some(e) => Reply::error(500, format!("{name}: {e}")),
+                        None => {
+                            Reply::ok(format!("{name}: added (autostart = false)"), Value::Null)
+                        }
+                    };
+                    let _ = r.send(reply);
+                }
+                self.programs.insert(name, handle);
+            }
+            Err(e) => {
+                error!("{name}: cannot start its worker thread: {e}");
+                crate::reply::send(
+                    reply,
+                    Reply::error(500, format!("{name}: cannot start its worker thread: {e}")),
+                );
+            }
+        }
+    }
+
+    fn acquire_listeners(&self, program: &ProgramConfig) -> Result<Vec<Arc<Listener>>, String> {
+        self.ctx
+            .pool
+            .acquire_all(&program.listen_addrs, program.socket_mode)
+    }
+
+    /// Serves requests until a shutdown signal; then stops every program and returns.
+    pub fn run(mut self, inbox: Receiver<CoreMessage>) {
+        for message in inbox.iter() {
+            match message {
+                CoreMessage::Control(request, reply) => self.handle(request, reply),
+                CoreMessage::Signal(signal) => {
+                    if self.on_signal(signal) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.shutdown(&inbox);
+    }
+
+    /// Returns true when supergo must shut down.
+    fn on_signal(&mut self, signal: i32) -> bool {
+        use signal_hook::consts::*;
+        match signal {
+            SIGTERM | SIGINT | SIGQUIT => {
+                info!(
+                    "received {}: stopping every program, then exiting",
+                    signal_name(signal)
+                );
+                true
+            }
+            SIGHUP => {
+                info!("received SIGHUP: reloading the config (as `supergoctl update`)");
+                let (tx, rx) = bounded(1);
+                self.update(tx);
+                // Log the outcome without blocking the core.
+                let spawned = std::thread::Builder::new()
+                    .name("sighup update".into())
+                    .spawn(move || {
+                        if let Ok(reply) = rx.recv() {
+                            if reply.is_ok() {
+                                info!("SIGHUP update: {}", reply.message);
+                            } else {
+                                error!("SIGHUP update failed: {}", reply.message);
+                            }
+                        }
+                    });
+                if let Err(e) = spawned {
+                    error!("SIGHUP update: cannot start a thread to log its outcome: {e} (the update goes on)");
+                }
+                false
+            }
+            SIGUSR1 => {
+                info!("received SIGUSR1: reopening every log file");
+                let logs = self.ctx.logs.clone();
+                // reopen_all waits for the log thread, which a slow disk can hold up.
+                let spawned = std::thread::Builder::new()
+                    .name("reopen logs".into())
+                    .spawn(move || logs.reopen_all());
+                if let Err(e) = spawned {
+                    error!("SIGUSR1: cannot start a thread to reopen the log files: {e}; they were not reopened");
+                }
+                false
+            }
+            other => {
+                warn!("ignoring unexpected signal {other}");
+                false
+            }
+        }
+    }
+}
+
+pub(super) fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}

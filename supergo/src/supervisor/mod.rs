@@ -1,0 +1,25 @@
+//! The core thread: owner of the program table and of the loaded config.
+//!
+//! It answers control requests, runs reread/update and shutdown. It never blocks on a
+//! worker: a request whose answer must wait (start, stop, restart, update) hands its reply
+//! channel to the worker(s), and when several answers must be gathered (`all`, `update`) a
+//! short-lived collector thread gathers them. Status is read from the snapshots workers
+//! publish, never by asking a busy worker. Whatever waits on a worker's answer also has a
+//! last-resort deadline, so that no request goes unanswered until supergo exits.
+//!
+//! Parts: `core` (the table, the loop, supergo's signals), `request` (what reaches the
+//! core, and `ask`), `requests` (how the core answers each), `update` (reread and
+//! update), `shutdown`, `gather` (the starter and collector threads) and `deadline`
+//! (how long is too long).
+
+mod core;
+mod deadline;
+mod gather;
+mod request;
+mod requests;
+mod shutdown;
+mod update;
+
+pub use self::core::Supervisor;
+pub use self::request::{ask, CoreMessage, Request};
+pub use self::update::Diff;
