@@ -320,7 +320,7 @@ const TEST_GROUP: &str = "supergo-test-extra";
 /// The test user (a member of `TEST_GROUP` too) and that group, created when missing. `None`
 /// when the tests do not run as root, after saying so loudly; under `CI=true` that is a
 /// failure instead, since CI runs as root and must run these tests.
-fn test_account(test: &str) -> Option<(User, Group)> {
+pub(crate) fn test_account(test: &str) -> Option<(User, Group)> {
     if !Uid::effective().is_root() {
         let reason = format!(
             "SKIPPED {test}: it needs root to switch users (running as uid {})",

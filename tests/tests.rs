@@ -15,6 +15,7 @@ mod readiness;
 mod regressions;
 mod restart;
 mod settings;
+mod spawn_hardening;
 mod update;
 mod util;
 mod util_selftest;

@@ -1,0 +1,312 @@
+//! Everything a spawn needs that allocates or can fail, done before the clone: argv and envp
+//! as C strings (with a fixed-width `LISTEN_PID=` slot the child fills in), the executable
+//! resolved against PATH or the program's directory, stdin, the identity and rlimit plan
+//! (`identity.rs`). The child then only reads and writes what is built here.
+//!
+//! Nothing here takes a lock shared with other programs: a slow user look-up (NSS over the
+//! network) or a slow `stat` of the executable delays only the program being spawned.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::resource::Resource;
+use nix::sys::stat::Mode;
+use nix::unistd::User;
+
+use super::identity::{lookup_identity, rlimit_plan, Identity};
+use super::{fail, SpawnError};
+use crate::config::ProgramConfig;
+use crate::listener::Listener;
+
+/// Digits reserved for the pid in `LISTEN_PID=`: more than any Linux pid (at most 2^22).
+pub(super) const PID_SLOT_DIGITS: usize = 20;
+
+/// Variables supergo sets itself; inherited copies (supergo may itself be socket-activated)
+/// are removed so that a child never sees a stale value.
+const OWN_VARIABLES: [&str; 6] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "SUPERGO_PROGRAM",
+    "SUPERGO_GENERATION",
+];
+
+/// What to start, for one generation of one program.
+pub struct SpawnRequest<'a> {
+    pub config: &'a ProgramConfig,
+    pub listeners: &'a [Arc<Listener>],
+    pub generation: u64,
+    /// `NOTIFY_SOCKET` for this process (ready = "notify").
+    pub notify_socket: Option<&'a Path>,
+    /// The child's fd 1 and fd 2 (log pipes, or /dev/null).
+    pub stdio: (OwnedFd, OwnedFd),
+}
+
+/// Everything the child needs, allocated before the clone.
+pub struct Prepared {
+    pub(super) program: String,
+    pub(super) executable: CString,
+    pub(super) directory: CString,
+    pub(super) argv: Vec<CString>,
+    pub(super) argv_ptrs: Vec<*const libc::c_char>,
+    /// Each entry NUL-terminated. Kept as byte vectors so the child can write its pid
+    /// into the `LISTEN_PID=` entry without allocating.
+    pub(super) envp: Vec<Vec<u8>>,
+    pub(super) envp_ptrs: Vec<*const libc::c_char>,
+    pub(super) listen_pid_slot: Option<usize>,
+    pub(super) stdin: File,
+    pub(super) stdout: OwnedFd,
+    pub(super) stderr: OwnedFd,
+    pub(super) listener_fds: Vec<RawFd>,
+    /// Keeps the listeners open at least until the clone is done.
+    pub(super) _listeners: Vec<Arc<Listener>>,
+    pub(super) umask: Option<Mode>,
+    pub(super) rlimits: Vec<(Resource, u64)>,
+    pub(super) identity: Option<Identity>,
+    /// Test hook (debug builds only): the child sleeps before its `chdir`, standing in for
+    /// a directory on a hung network mount. See [`test_hook`].
+    #[cfg(debug_assertions)]
+    pub(super) hang_before_chdir: bool,
+}
+
+/// Builds everything the child will need. Fails with a message naming the program and what
+/// is wrong (executable not found, log file not writable, unknown user, …).
+pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
+    let config = req.config;
+    let name = &config.name;
+    let argv0 = config
+        .argv
+        .first()
+        .ok_or_else(|| fail(format!("{name}: empty command")))?;
+    let identity = lookup_identity(config)?;
+    let env = build_env(&req, identity.as_ref().map(|(_, user)| user));
+    let path_var = env
+        .iter()
+        .find_map(|(k, v)| (k == "PATH").then(|| v.clone()))
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let executable = resolve_executable(argv0, &config.directory, &path_var)
+        .map_err(|why| fail(format!("{name}: cannot execute {argv0}: {why}")))?;
+
+    let (stdout, stderr) = req.stdio;
+    let stdin =
+        File::open("/dev/null").map_err(|e| fail(format!("{name}: cannot open /dev/null: {e}")))?;
+
+    let argv = config
+        .argv
+        .iter()
+        .map(|a| cstring(a.as_bytes(), name, "an argument"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut envp = Vec::with_capacity(env.len() + 4);
+    for (key, value) in &env {
+        let mut entry = key.as_bytes().to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        if entry.contains(&0) {
+            return Err(fail(format!(
+                "{name}: environment variable {} contains a NUL byte",
+                key.to_string_lossy()
+            )));
+        }
+        entry.push(0);
+        envp.push(entry);
+    }
+    let mut listen_pid_slot = None;
+    if !req.listeners.is_empty() {
+        listen_pid_slot = Some(envp.len());
+        let mut slot = b"LISTEN_PID=".to_vec();
+        slot.extend(std::iter::repeat_n(0u8, PID_SLOT_DIGITS + 1));
+        envp.push(slot);
+    }
+
+    let mut prepared = Prepared {
+        program: name.clone(),
+        executable: cstring(
+            executable.as_os_str().as_bytes(),
+            name,
+            "the executable path",
+        )?,
+        directory: cstring(
+            config.directory.as_os_str().as_bytes(),
+            name,
+            "the directory",
+        )?,
+        argv,
+        argv_ptrs: Vec::new(),
+        envp,
+        envp_ptrs: Vec::new(),
+        listen_pid_slot,
+        stdin,
+        stdout,
+        stderr,
+        listener_fds: req.listeners.iter().map(|l| l.raw_fd()).collect(),
+        _listeners: req.listeners.to_vec(),
+        umask: config
+            .umask
+            .map(|m| Mode::from_bits_truncate(m as libc::mode_t)),
+        rlimits: rlimit_plan(config)?,
+        identity: identity.map(|(id, _)| id),
+        #[cfg(debug_assertions)]
+        hang_before_chdir: test_hook::hang_dir() == Some(config.directory.as_path()),
+    };
+    prepared.argv_ptrs = prepared.argv.iter().map(|a| a.as_ptr()).collect();
+    prepared.argv_ptrs.push(std::ptr::null());
+    prepared.envp_ptrs = prepared
+        .envp
+        .iter_mut()
+        .map(|e| e.as_mut_ptr() as *const libc::c_char)
+        .collect();
+    prepared.envp_ptrs.push(std::ptr::null());
+    Ok(prepared)
+}
+
+pub(super) fn cstring(bytes: &[u8], program: &str, what: &str) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| fail(format!("{program}: {what} contains a NUL byte")))
+}
+
+/// The environment: supergo's own (unless `clear_env`), then the user's identity, then
+/// `environment`, then the protocol variables.
+fn build_env(req: &SpawnRequest<'_>, user: Option<&User>) -> Vec<(OsString, OsString)> {
+    let config = req.config;
+    let mut env: Vec<(OsString, OsString)> = if config.clear_env {
+        Vec::new()
+    } else {
+        std::env::vars_os()
+            .filter(|(k, _)| !OWN_VARIABLES.iter().any(|own| k == OsStr::new(own)))
+            .collect()
+    };
+    let mut set = |key: &str, value: OsString| {
+        env.retain(|(k, _)| k != OsStr::new(key));
+        env.push((OsString::from(key), value));
+    };
+    if let Some(user) = user {
+        set("HOME", user.dir.clone().into_os_string());
+        set("USER", OsString::from(&user.name));
+        set("LOGNAME", OsString::from(&user.name));
+    }
+    for (key, value) in &config.environment {
+        set(key, OsString::from(value));
+    }
+    if !req.listeners.is_empty() {
+        set(
+            "LISTEN_FDS",
+            OsString::from(req.listeners.len().to_string()),
+        );
+        set(
+            "LISTEN_FDNAMES",
+            OsString::from(config.listen_names.join(":")),
+        );
+    }
+    if let Some(path) = req.notify_socket {
+        set("NOTIFY_SOCKET", path.as_os_str().to_os_string());
+    }
+    set("SUPERGO_PROGRAM", OsString::from(&config.name));
+    set(
+        "SUPERGO_GENERATION",
+        OsString::from(req.generation.to_string()),
+    );
+    env
+}
+
+/// A first word without `/` is looked up in PATH; a relative path is taken from the
+/// program's directory (the original supergo's `./server` keeps working).
+fn resolve_executable(argv0: &str, directory: &Path, path_var: &OsStr) -> Result<PathBuf, String> {
+    if argv0.contains('/') {
+        let path = directory.join(argv0);
+        let shown = lexically_normal(&path);
+        return match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => Err(format!("{} is a directory", shown.display())),
+            Ok(_) => Ok(path),
+            Err(e) => Err(format!("{}: {}", shown.display(), io_reason(&e))),
+        };
+    }
+    std::env::split_paths(path_var)
+        .map(|dir| {
+            if dir.is_relative() {
+                directory.join(dir).join(argv0)
+            } else {
+                dir.join(argv0)
+            }
+        })
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| format!("not found in PATH ({})", path_var.to_string_lossy()))
+}
+
+/// `path` without `.` and `a/..` components, for messages only: with symlinks the lexical
+/// form may name another file, so it is never what gets executed.
+pub(super) fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// A test hook, compiled into debug builds only (the integration tests run those): a child
+/// whose program `directory` is the one named by `SUPERGO_TEST_HANG_BEFORE_CHDIR` sleeps for
+/// an hour just before its `chdir`, as a `chdir` into a hung NFS or FUSE mount would block,
+/// so that the tests can show that one hung exec freezes nobody else. Read once, by
+/// supergo (never in the child); release builds have no such variable.
+#[cfg(debug_assertions)]
+mod test_hook {
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    pub(super) fn hang_dir() -> Option<&'static Path> {
+        static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+        DIR.get_or_init(|| std::env::var_os("SUPERGO_TEST_HANG_BEFORE_CHDIR").map(PathBuf::from))
+            .as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_relative_and_path_lookups() {
+        let dir = Path::new("/");
+        assert_eq!(
+            resolve_executable("sh", dir, OsStr::new("/nonexistent:/bin:/usr/bin")).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        assert!(
+            resolve_executable("no-such-binary-xyz", dir, OsStr::new("/bin"))
+                .unwrap_err()
+                .contains("not found in PATH")
+        );
+        assert!(
+            resolve_executable("./missing", Path::new("/tmp"), OsStr::new("/bin"))
+                .unwrap_err()
+                .contains("No such file")
+        );
+    }
+}
