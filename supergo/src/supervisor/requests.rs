@@ -85,7 +85,8 @@ impl Supervisor {
     /// draining processes stay visible until they are gone.
     fn snapshots(&self) -> Vec<crate::status::ProgramStatus> {
         let retiring = self.retiring.iter().filter(|h| !h.thread.is_finished());
-        self.programs
+        let mut all: Vec<_> = self
+            .programs
             .values()
             .chain(retiring)
             .map(|h| {
@@ -94,7 +95,10 @@ impl Supervisor {
                     .map(|s| s.at_now())
                     .unwrap_or_else(|p| p.into_inner().at_now())
             })
-            .collect()
+            .collect();
+        // Output counters live in the log thread, not in what the workers publish.
+        self.ctx.logs.fill_output(&mut all);
+        all
     }
 
     /// The program names a request targets: one, or every one for `all`.
@@ -175,6 +179,9 @@ impl Supervisor {
                 format!("{name} {stream}"),
                 json!({ "text": text, "offset": end }),
             ),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                Reply::error(404, format!("{name}: no tail of its {stream}: {e}"))
+            }
             Err(e) => Reply::error(500, format!("{name}: cannot read {}: {e}", path.display())),
         }
     }
