@@ -7,7 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::api::StatusEntry;
-use crate::commands::strip_name;
+use crate::wording::strip_name;
 
 /// Two significant units at most, like `ps` and `systemctl`: the exact seconds of a
 /// process that has run for days are noise.

@@ -1,108 +1,25 @@
-//! The command line: options, commands, their arguments, and the help text.
+//! The command line as a whole: options, the environment they fall back to, and the
+//! resulting [`Cli`].
 //!
 //! `supergoctl [--url ADDR] [--token T] [--json] COMMAND [ARGS]`. Options may come before
 //! or after the command. The original client's Go-style `-url ADDR` / `-url=ADDR` spelling
 //! is accepted too. Every mistake is a [`CtlError::Usage`] whose text ends with a hint
 //! (exit status 2); nothing here talks to the network.
+//!
+//! Submodules: `command` (a command name and its arguments), `help` (the help text).
+
+mod command;
+mod help;
 
 use std::ffi::OsString;
 
 use crate::client::{Endpoint, DEFAULT_ADDR};
 use crate::error::CtlError;
 
-/// `tail` without `--bytes`: enough for the last few hundred lines.
-pub const DEFAULT_TAIL_BYTES: u64 = 16 * 1024;
-
-pub const HELP: &str = "\
-supergoctl - control a running supergo (zero-downtime process supervisor)
-
-Usage: supergoctl [--url ADDR] [--token T] [--json] COMMAND [ARGS]
-
-Commands:
-  status [NAME...]          one line per program: NAME STATE PID UPTIME LISTENERS
-                            DRAINING, and INFO (error, last exit) when there is any
-  reread                    show what changed in the config files; applies nothing
-  update                    apply those changes: start added programs, drain removed
-                            ones, restart changed ones; the others keep running
-  start NAME...|all         start programs
-  stop NAME...|all          stop programs (stop signal, then KILL after stop_timeout)
-  restart [--no-wait] NAME...|all
-                            zero-downtime restart: start a new process on the same
-                            sockets, stop the old one once the new one is ready; a
-                            failed restart leaves the old process serving. Waits for
-                            the outcome (up to 300 s) unless --no-wait is given
-  tail [-f] [--bytes N] NAME [stdout|stderr]
-                            print the end of a program's output (stdout by default);
-                            -f keeps printing new output until Ctrl-C
-  version                   print supergoctl's version
-  help                      print this help
-
-Options:
-  --url ADDR      supergo's control address: host:port, :port (loopback) or
-                  http://host:port. Default: $SUPERGO_URL, else 127.0.0.1:22106
-  --token T       bearer token for the control API. Default: $SUPERGO_TOKEN
-                  (prefer the variable: other users can read arguments in ps)
-  --json          print supergo's JSON answers as they come, instead of text
-  -h, --help      print this help
-  -V, --version   print supergoctl's version
-
-Exit status:
-  0  success. `status` exits 0 even when programs are stopped, backing off or
-     fatal (read the STATE column), unless a program named on the command line
-     does not exist
-  1  supergo answered with an error (unknown program, failed restart, ...)
-  2  usage error (unknown command or option, missing program name)
-  3  cannot reach supergo (not running, wrong --url, no answer in time)
-  4  supergo refused the token (HTTP 401)
-";
-
-const COMMANDS: &str = "status, reread, update, start, stop, restart, tail, version, help";
-
-/// Which programs a start/stop/restart applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Targets {
-    All,
-    Names(Vec<String>),
-}
-
-/// Which output stream `tail` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Empty `names` means every program.
-    Status {
-        names: Vec<String>,
-    },
-    Reread,
-    Update,
-    Start(Targets),
-    Stop(Targets),
-    Restart {
-        targets: Targets,
-        wait: bool,
-    },
-    Tail {
-        name: String,
-        stream: Stream,
-        follow: bool,
-        bytes: u64,
-    },
-    Version,
-}
+use command::{parse_command, Pending};
+pub use command::{Command, Stream, Targets, DEFAULT_TAIL_BYTES};
+use help::COMMANDS;
+pub use help::HELP;
 
 /// A valid command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,10 +53,6 @@ impl EnvDefaults {
     }
 }
 
-fn usage(msg: impl Into<String>) -> CtlError {
-    CtlError::Usage(msg.into())
-}
-
 /// Options that take a value or are flags; used to tell "given twice" from "unknown".
 const KNOWN_OPTIONS: &[&str] = &[
     "--url",
@@ -161,7 +74,7 @@ pub fn parse(args: Vec<OsString>, env: &EnvDefaults) -> Result<Parsed, CtlError>
     if p.contains(["-h", "--help"]) {
         return Ok(Parsed::Help);
     }
-    let bad = |e: pico_args::Error| usage(format!("{e} (see 'supergoctl --help')"));
+    let bad = |e: pico_args::Error| CtlError::usage(format!("{e} (see 'supergoctl --help')"));
     let url: Option<String> = p.opt_value_from_str("--url").map_err(bad)?;
     let token: Option<String> = p.opt_value_from_str("--token").map_err(bad)?;
     let bytes: Option<u64> = p
@@ -179,13 +92,13 @@ pub fn parse(args: Vec<OsString>, env: &EnvDefaults) -> Result<Parsed, CtlError>
     for arg in p.finish() {
         let arg = arg
             .into_string()
-            .map_err(|a| usage(format!("argument {a:?} is not valid UTF-8")))?;
+            .map_err(|a| CtlError::usage(format!("argument {a:?} is not valid UTF-8")))?;
         if arg.starts_with('-') && arg.len() > 1 {
             let key = arg.split('=').next().unwrap_or(&arg);
             return Err(if KNOWN_OPTIONS.contains(&key) {
-                usage(format!("option {key} is given more than once"))
+                CtlError::usage(format!("option {key} is given more than once"))
             } else {
-                usage(format!("unknown option '{arg}' (see 'supergoctl --help')"))
+                CtlError::usage(format!("unknown option '{arg}' (see 'supergoctl --help')"))
             });
         }
         free.push(arg);
@@ -195,21 +108,21 @@ pub fn parse(args: Vec<OsString>, env: &EnvDefaults) -> Result<Parsed, CtlError>
     let command = match (free.next(), version_flag) {
         (None, true) => Command::Version,
         (None, false) => {
-            return Err(usage(format!(
+            return Err(CtlError::usage(format!(
                 "no command given (commands: {COMMANDS}; see 'supergoctl --help')"
             )))
         }
-        (Some(name), _) => match command(&name, free.collect())? {
+        (Some(name), _) => match parse_command(&name, free.collect())? {
             Pending::Help => return Ok(Parsed::Help),
             Pending::Cmd(c) => c,
         },
     };
 
     if no_wait && !matches!(command, Command::Restart { .. }) {
-        return Err(usage("--no-wait applies to 'restart' only"));
+        return Err(CtlError::usage("--no-wait applies to 'restart' only"));
     }
     if (follow || bytes.is_some()) && !matches!(command, Command::Tail { .. }) {
-        return Err(usage("-f and --bytes apply to 'tail' only"));
+        return Err(CtlError::usage("-f and --bytes apply to 'tail' only"));
     }
     let command = match command {
         Command::Restart { targets, .. } => Command::Restart {
@@ -232,7 +145,8 @@ pub fn parse(args: Vec<OsString>, env: &EnvDefaults) -> Result<Parsed, CtlError>
             None => (DEFAULT_ADDR.to_string(), "the default address"),
         },
     };
-    let endpoint = Endpoint::parse(&addr).map_err(|e| usage(format!("bad {from}: {e}")))?;
+    let endpoint =
+        Endpoint::parse(&addr).map_err(|e| CtlError::usage(format!("bad {from}: {e}")))?;
     let token = token
         .or_else(|| env.token.clone())
         .map(|t| t.trim().to_string())
@@ -259,110 +173,6 @@ fn go_style_to_long(arg: OsString) -> OsString {
         }
     }
     arg
-}
-
-/// A command name with its arguments, before the option flags are merged in.
-#[derive(Debug)]
-enum Pending {
-    Help,
-    Cmd(Command),
-}
-
-fn command(name: &str, args: Vec<String>) -> Result<Pending, CtlError> {
-    let none = |cmd: Command| {
-        if args.is_empty() {
-            Ok(Pending::Cmd(cmd))
-        } else {
-            Err(usage(format!(
-                "'{name}' takes no arguments, got '{}' (usage: supergoctl {name})",
-                args.join(" ")
-            )))
-        }
-    };
-    match name {
-        "status" => {
-            check_names(name, &args)?;
-            let names = if args.iter().any(|a| a == "all") {
-                Vec::new()
-            } else {
-                args
-            };
-            Ok(Pending::Cmd(Command::Status { names }))
-        }
-        "reread" => none(Command::Reread),
-        "update" => none(Command::Update),
-        "version" => none(Command::Version),
-        "help" => Ok(Pending::Help),
-        "start" => Ok(Pending::Cmd(Command::Start(targets(name, args)?))),
-        "stop" => Ok(Pending::Cmd(Command::Stop(targets(name, args)?))),
-        "restart" => Ok(Pending::Cmd(Command::Restart {
-            targets: targets(name, args)?,
-            wait: true,
-        })),
-        "tail" => tail(args),
-        other => Err(usage(format!(
-            "unknown command '{other}' (commands: {COMMANDS}; see 'supergoctl --help')"
-        ))),
-    }
-}
-
-fn targets(cmd: &str, names: Vec<String>) -> Result<Targets, CtlError> {
-    let hint = if cmd == "restart" {
-        "usage: supergoctl restart [--no-wait] NAME...|all".to_string()
-    } else {
-        format!("usage: supergoctl {cmd} NAME...|all")
-    };
-    if names.is_empty() {
-        return Err(usage(format!(
-            "'{cmd}' needs a program name or 'all' ({hint})"
-        )));
-    }
-    check_names(cmd, &names)?;
-    if names.iter().any(|n| n == "all") {
-        if names.len() > 1 {
-            return Err(usage(format!(
-                "'all' cannot be combined with program names ({hint})"
-            )));
-        }
-        return Ok(Targets::All);
-    }
-    Ok(Targets::Names(names))
-}
-
-fn check_names(cmd: &str, names: &[String]) -> Result<(), CtlError> {
-    if names.iter().any(|n| n.trim().is_empty()) {
-        return Err(usage(format!("'{cmd}': a program name is empty")));
-    }
-    Ok(())
-}
-
-fn tail(args: Vec<String>) -> Result<Pending, CtlError> {
-    const HINT: &str = "usage: supergoctl tail [-f] [--bytes N] NAME [stdout|stderr]";
-    let mut args = args.into_iter();
-    let Some(name) = args.next() else {
-        return Err(usage(format!("'tail' needs a program name ({HINT})")));
-    };
-    check_names("tail", std::slice::from_ref(&name))?;
-    let stream = match args.next().as_deref() {
-        None | Some("stdout") => Stream::Stdout,
-        Some("stderr") => Stream::Stderr,
-        Some(other) => {
-            return Err(usage(format!(
-                "'tail': unknown stream '{other}', expected stdout or stderr ({HINT})"
-            )))
-        }
-    };
-    if let Some(extra) = args.next() {
-        return Err(usage(format!(
-            "'tail': unexpected argument '{extra}' ({HINT})"
-        )));
-    }
-    Ok(Pending::Cmd(Command::Tail {
-        name,
-        stream,
-        follow: false,
-        bytes: DEFAULT_TAIL_BYTES,
-    }))
 }
 
 #[cfg(test)]
