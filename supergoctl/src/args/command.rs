@@ -54,8 +54,15 @@ pub enum Command {
         follow: bool,
         bytes: u64,
     },
+    /// Re-execute supergo in place from `binary` (default: the path it was started from).
+    Upgrade {
+        binary: Option<String>,
+    },
     Version,
 }
+
+/// The usage line of `upgrade`, whose only argument is an option.
+pub const UPGRADE_USAGE: &str = "supergoctl upgrade [--binary PATH]";
 
 /// A command name with its arguments, before the option flags are merged in.
 #[derive(Debug)]
@@ -97,6 +104,13 @@ pub fn parse_command(name: &str, args: Vec<String>) -> Result<Pending, CtlError>
             wait: true,
         })),
         "tail" => tail(args),
+        "upgrade" => match args.first() {
+            None => Ok(Pending::Cmd(Command::Upgrade { binary: None })),
+            Some(_) => Err(CtlError::usage(format!(
+                "'upgrade' takes no arguments, got '{}' (usage: {UPGRADE_USAGE})",
+                args.join(" ")
+            ))),
+        },
         other => Err(CtlError::usage(format!(
             "unknown command '{other}' (commands: {COMMANDS}; see 'supergoctl --help')"
         ))),

@@ -24,6 +24,11 @@ Commands:
   tail [-f] [--bytes N] NAME [stdout|stderr]
                             print the end of a program's output (stdout by default);
                             -f keeps printing new output until Ctrl-C
+  upgrade [--binary PATH]   replace the running supergo by a new binary in place: the
+                            same pid, every program, socket and log handed over, no
+                            program restarted. PATH defaults to the binary supergo
+                            was started from; a relative PATH is taken from the
+                            current directory
   version                   print supergoctl's version
   help                      print this help
 
@@ -47,4 +52,5 @@ Exit status:
 ";
 
 /// Every command name, for "unknown command" and "no command given".
-pub const COMMANDS: &str = "status, reread, update, start, stop, restart, tail, version, help";
+pub const COMMANDS: &str =
+    "status, reread, update, start, stop, restart, tail, upgrade, version, help";

@@ -152,7 +152,7 @@ fn io_reason(err: &io::Error, secs: u64) -> String {
 }
 
 /// The start of a body, on one line, for error messages.
-fn snippet(raw: &str) -> String {
+pub fn snippet(raw: &str) -> String {
     let one_line: String = raw
         .trim()
         .chars()
@@ -170,9 +170,11 @@ fn snippet(raw: &str) -> String {
 
 /// Percent-encodes one path segment or query value (program names may hold anything
 /// TOML keys allow: spaces, dots, unicode).
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
+/// Bytes, not `str`: a path (`upgrade --binary`) need not be UTF-8.
+pub fn encode(text: impl AsRef<[u8]>) -> String {
+    let bytes = text.as_ref();
+    let mut out = String::with_capacity(bytes.len());
+    for &byte in bytes {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
             out.push(char::from(byte));
         } else {

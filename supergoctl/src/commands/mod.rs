@@ -10,7 +10,7 @@
 //!   exit status and stderr lines stay the same.
 //!
 //! One file per group of commands (`status`, `config`: reread and update, `programs`:
-//! start, stop and restart, `tail`), each adding its methods to [`Ctx`] (`ctx`), the state
+//! start, stop and restart, `tail`, `upgrade`), each adding its methods to [`Ctx`] (`ctx`), the state
 //! a run shares.
 
 mod config;
@@ -18,6 +18,7 @@ mod ctx;
 mod programs;
 mod status;
 mod tail;
+mod upgrade;
 
 use std::io::Write;
 
@@ -42,6 +43,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Ct
             follow,
             bytes,
         } => ctx.tail(name, *stream, *follow, *bytes),
+        Command::Upgrade { binary } => ctx.upgrade(binary.as_deref()),
         Command::Version => ctx.version(),
     }
 }
