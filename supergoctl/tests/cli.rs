@@ -737,3 +737,77 @@ fn help_lists_upgrade_and_its_option() {
     let run = Run::of(&["frobnicate"]);
     assert!(run.stderr.contains(", upgrade, "), "{}", run.dump());
 }
+
+/// Serves every connection with `answer`, written as it is (the head included).
+fn serve_raw(answer: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = read_request(&stream);
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn status_reads_a_chunked_answer_as_gos_net_http_sends_it() {
+    let addr = serve_raw(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         18\r\n{\"status\":0,\"data\":[{\"na\r\n\
+         1A\r\nme\":\"web\",\"state\":\"Running\r\n\
+         d;ext=1\r\n\",\"pid\":42}]}\r\n\
+         0\r\nX-Trailer: 1\r\n\r\n",
+    );
+    Run::of(&["--url", &addr, "status"]).expect(
+        0,
+        "NAME  STATE    PID  UPTIME  LISTENERS  DRAINING\nweb   Running  42   -       -          -\n",
+        "",
+    );
+}
+
+#[test]
+fn status_reads_an_answer_that_ends_when_the_connection_closes() {
+    let addr = serve_raw(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n\
+         {\"status\":0,\"data\":[{\"name\":\"web\",\"state\":\"Stopped\",\"pid\":0}]}",
+    );
+    Run::of(&["--url", &addr, "status"]).expect(
+        0,
+        "NAME  STATE    PID  UPTIME  LISTENERS  DRAINING\nweb   Stopped  -    -       -          -\n",
+        "",
+    );
+}
+
+#[test]
+fn an_answer_that_is_not_http_is_a_clear_error() {
+    let addr = serve_raw("SSH-2.0-OpenSSH_9.6\r\n");
+    let run = Run::of(&["--url", &addr, "status"]);
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    assert_eq!(
+        run.stderr,
+        format!(
+            "supergoctl: supergo at {addr} sent a malformed HTTP answer: \
+             not an HTTP status line: 'SSH-2.0-OpenSSH_9.6'\n"
+        ),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn a_connection_closed_without_an_answer_exits_3() {
+    let addr = serve_raw("");
+    let run = Run::of(&["--url", &addr, "status"]);
+    assert_eq!(run.code, Some(3), "{}", run.dump());
+    assert_eq!(
+        run.stderr,
+        format!(
+            "supergoctl: cannot reach supergo at {addr}: the connection was closed before \
+             an answer came — did supergo exit?\n"
+        ),
+        "{}",
+        run.dump()
+    );
+}

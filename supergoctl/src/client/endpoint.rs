@@ -13,8 +13,13 @@ const DEFAULT_PORT: &str = "22106";
 pub struct Endpoint {
     /// `http://host:port` plus an optional path prefix, no trailing slash.
     pub base: String,
-    /// `host:port` (or `host` when a scheme was given without a port), for messages.
+    /// `host:port` (or `host` when a scheme was given without a port), for messages and
+    /// the `Host` header.
     pub authority: String,
+    /// `host:port` to connect to: the authority, with port 80 when an `http://` URL gave none.
+    pub connect: String,
+    /// The path prefix of `http://host:port/prefix`, without a trailing slash; often empty.
+    pub prefix: String,
 }
 
 impl Endpoint {
@@ -60,22 +65,27 @@ impl Endpoint {
         } else {
             authority.to_string()
         };
-        let authority = match split_port(&authority)? {
+        let (authority, connect) = match split_port(&authority)? {
             (_, Some(port)) => {
                 match port.parse::<u16>() {
                     Ok(p) if p > 0 => {}
                     _ => return Err(format!("'{text}': bad port '{port}' (expected 1-65535)")),
                 }
-                authority
+                (authority.clone(), authority)
             }
             // With an explicit http:// the HTTP default (80) applies, as in any URL;
             // a bare host means "supergo on that host", so its default port.
-            (_, None) if has_scheme => authority,
-            (host, None) => format!("{host}:{DEFAULT_PORT}"),
+            (host, None) if has_scheme => (authority.clone(), format!("{host}:80")),
+            (host, None) => {
+                let authority = format!("{host}:{DEFAULT_PORT}");
+                (authority.clone(), authority)
+            }
         };
         Ok(Endpoint {
             base: format!("http://{authority}{path}"),
             authority,
+            connect,
+            prefix: path.to_string(),
         })
     }
 }
@@ -148,6 +158,17 @@ mod tests {
         assert_eq!(base("[::1]:5"), "http://[::1]:5");
         assert_eq!(base("[::1]"), "http://[::1]:22106");
         assert!(base("::1").starts_with("ERR"));
+    }
+
+    #[test]
+    fn connect_address_and_prefix() {
+        let e = Endpoint::parse("http://example.org/ctl/").expect("valid");
+        assert_eq!(
+            (e.connect.as_str(), e.prefix.as_str()),
+            ("example.org:80", "/ctl")
+        );
+        let e = Endpoint::parse("[::1]").expect("valid");
+        assert_eq!((e.connect.as_str(), e.prefix.as_str()), ("[::1]:22106", ""));
     }
 
     #[test]

@@ -2,14 +2,18 @@
 //! failures and answers that are not supergo's into [`CtlError`]s an operator can act on.
 //!
 //! Leniency, on purpose: a non-JSON body is reported with its HTTP status and a snippet,
-//! never unwrapped. Submodules: `endpoint` (the `--url` address), `answer` (the JSON
-//! envelope).
+//! never unwrapped. Submodules: `endpoint` (the `--url` address), `http` (one exchange on
+//! the wire), `answer` (the JSON envelope).
 
 mod answer;
 mod endpoint;
+mod http;
 
 use std::io;
 use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::CtlError;
 
@@ -54,12 +58,14 @@ impl Client {
     /// Sends one request and parses the envelope. `Ok` holds failures the daemon
     /// reported (check [`Answer::ok`]); `Err` is for no answer, 401, or an answer that
     /// is not supergo's envelope.
-    pub fn call(&self, method: Method, path: &str, timeout: Duration) -> Result<Answer, CtlError> {
+    pub fn call<T: DeserializeOwned + Default>(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Answer<T>, CtlError> {
         let (http, raw) = self.send(method, path, timeout)?;
-        match Answer::parse(http, raw.clone()) {
-            Some(answer) => Ok(answer),
-            None => Err(self.not_supergo(method, path, http, &raw)),
-        }
+        Answer::parse(http, raw).map_err(|raw| self.not_supergo(method, path, http, &raw))
     }
 
     /// Sends one request; returns the HTTP status and body. Handles what every request
@@ -70,30 +76,31 @@ impl Client {
         path: &str,
         timeout: Duration,
     ) -> Result<(i32, String), CtlError> {
-        let url = format!("{}{}", self.endpoint.base, path);
-        let secs = timeout.as_secs().max(1);
-        let mut request = match method {
-            Method::Get => minreq::get(&url),
-            Method::Post => minreq::post(&url),
-        }
-        .with_timeout(secs)
-        .with_header("Accept", "application/json")
-        .with_header(
-            "User-Agent",
-            concat!("supergoctl/", env!("CARGO_PKG_VERSION")),
-        );
+        let mut headers = vec![
+            "Accept: application/json".to_string(),
+            concat!("User-Agent: supergoctl/", env!("CARGO_PKG_VERSION")).to_string(),
+        ];
         if let Some(token) = &self.token {
-            request = request.with_header("Authorization", format!("Bearer {token}"));
+            headers.push(format!("Authorization: Bearer {token}"));
         }
-        let response = request
-            .send()
-            .map_err(|err| self.transport_error(err, secs))?;
-        let http = response.status_code;
-        let raw = String::from_utf8_lossy(response.as_bytes()).into_owned();
+        let target = format!("{}{}", self.endpoint.prefix, path);
+        let response = http::exchange(&http::Request {
+            method: method.as_str(),
+            connect: &self.endpoint.connect,
+            host: &self.endpoint.authority,
+            target: &target,
+            headers: &headers,
+            timeout,
+        })
+        .map_err(|err| self.transport_error(err, timeout.as_secs()))?;
+        let http = i32::from(response.status);
+        // supergo sends UTF-8; anything else is shown, not refused.
+        let raw = String::from_utf8(response.body)
+            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
         if http == 401 {
-            let message = match Answer::parse(http, raw) {
-                Some(a) => a.reason(),
-                None => format!("HTTP 401 {}", response.reason_phrase),
+            let message = match Answer::<Value>::parse(http, raw) {
+                Ok(a) => a.reason(),
+                Err(_) => format!("HTTP 401 {}", response.reason),
             };
             return Err(CtlError::Unauthorized {
                 token_given: self.token.is_some(),
@@ -116,17 +123,14 @@ impl Client {
         ))
     }
 
-    fn transport_error(&self, err: minreq::Error, secs: u64) -> CtlError {
+    fn transport_error(&self, err: http::HttpError, secs: u64) -> CtlError {
         let addr = self.endpoint.authority.clone();
         let reason = match err {
-            minreq::Error::IoError(io) => io_reason(&io, secs),
-            minreq::Error::AddressNotFound => "the host name does not resolve".to_string(),
-            minreq::Error::HttpsFeatureNotEnabled => {
-                "https is not supported (use http://)".to_string()
-            }
-            other => {
+            http::HttpError::Io(io) => io_reason(&io, secs),
+            http::HttpError::NoAddress => "the host name does not resolve".to_string(),
+            http::HttpError::Malformed(what) => {
                 return CtlError::BadAnswer(format!(
-                    "supergo at {addr} sent a malformed HTTP answer: {other}"
+                    "supergo at {addr} sent a malformed HTTP answer: {what}"
                 ))
             }
         };

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use serde::de::DeserializeOwned;
+
 use crate::args::Cli;
 use crate::client::{Answer, Client, Method, LONG_TIMEOUT, SHORT_TIMEOUT};
 use crate::error::CtlError;
@@ -31,12 +33,12 @@ impl<'a> Ctx<'a> {
 
 impl Ctx<'_> {
     /// One request; with `--json` its body is printed right away.
-    pub(super) fn request(
+    pub(super) fn request<T: DeserializeOwned + Default>(
         &mut self,
         method: Method,
         path: &str,
         long: bool,
-    ) -> Result<Answer, CtlError> {
+    ) -> Result<Answer<T>, CtlError> {
         let timeout = if long { LONG_TIMEOUT } else { SHORT_TIMEOUT };
         let answer = self.client.call(method, path, timeout)?;
         if self.json {

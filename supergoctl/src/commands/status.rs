@@ -1,7 +1,7 @@
 //! `status [NAME...]`: the table of programs, or the ones named.
 
-use crate::api::StatusEntry;
-use crate::client::Method;
+use crate::api::{StatusEntry, StatusList};
+use crate::client::{Answer, Method};
 use crate::error::CtlError;
 use crate::table;
 
@@ -9,11 +9,11 @@ use super::ctx::Ctx;
 
 impl Ctx<'_> {
     pub(super) fn status(&mut self, names: &[String]) -> Result<(), CtlError> {
-        let answer = self.request(Method::Get, "/status", false)?;
+        let answer: Answer<StatusList> = self.request(Method::Get, "/status", false)?;
         if !answer.ok() {
             return Err(CtlError::Daemon(format!("status: {}", answer.reason())));
         }
-        let entries = StatusEntry::list(&answer.data);
+        let entries = answer.data.0;
         let missing: Vec<&str> = names
             .iter()
             .filter(|n| !entries.iter().any(|e| &e.name == *n))

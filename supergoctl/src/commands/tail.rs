@@ -61,14 +61,17 @@ impl Ctx<'_> {
     /// One `GET /log/…`; a route that does not exist (older supergo) is explained.
     fn log_request(&mut self, name: &str, path: &str) -> Result<LogChunk, CtlError> {
         let (http, raw) = self.client.send(Method::Get, path, SHORT_TIMEOUT)?;
-        let Some(answer) = Answer::parse(http, raw.clone()) else {
-            if http == 404 || http == 405 {
-                return Err(CtlError::Daemon(format!(
+        let answer: Answer = match Answer::parse(http, raw) {
+            Ok(answer) => answer,
+            Err(raw) => {
+                if http == 404 || http == 405 {
+                    return Err(CtlError::Daemon(format!(
                     "{name}: this supergo does not serve logs (GET /log answered HTTP {http}); \
                      read the program's stdout_file / stderr_file instead"
                 )));
+                }
+                return Err(self.client.not_supergo(Method::Get, path, http, &raw));
             }
-            return Err(self.client.not_supergo(Method::Get, path, http, &raw));
         };
         if !answer.ok() {
             return Err(CtlError::Daemon(about(name, &answer.reason())));

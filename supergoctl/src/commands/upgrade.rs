@@ -31,12 +31,15 @@ impl Ctx<'_> {
         // The new binary is checked (it loads the config) before supergo execs it, and the
         // new image answers only once it serves: this may take as long as a restart.
         let (http, raw) = self.client.send(Method::Post, &path, LONG_TIMEOUT)?;
-        let Some(answer) = Answer::parse(http, raw.clone()) else {
-            // The original supergo answers unknown routes with a plain-text 404.
-            if http == 404 || http == 405 {
-                return Err(cannot_upgrade(http, &snippet(&raw)));
+        let answer: Answer = match Answer::parse(http, raw) {
+            Ok(answer) => answer,
+            Err(raw) => {
+                // The original supergo answers unknown routes with a plain-text 404.
+                if http == 404 || http == 405 {
+                    return Err(cannot_upgrade(http, &snippet(&raw)));
+                }
+                return Err(self.client.not_supergo(Method::Post, &path, http, &raw));
             }
-            return Err(self.client.not_supergo(Method::Post, &path, http, &raw));
         };
         if self.json {
             self.raw(&answer.raw)?;
