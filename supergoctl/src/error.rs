@@ -45,6 +45,11 @@ pub enum CtlError {
 }
 
 impl CtlError {
+    /// A usage error; `msg` should end with a hint (`see 'supergoctl --help'`, a usage line).
+    pub fn usage(msg: impl Into<String>) -> CtlError {
+        CtlError::Usage(msg.into())
+    }
+
     /// The process exit status for this error.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -7,7 +7,8 @@
 //! - [`client`]: the address, HTTP requests, the JSON envelope;
 //! - [`api`]: lenient views of the answers' `data`;
 //! - [`commands`]: what each command asks and prints;
-//! - [`table`]: durations and aligned columns.
+//! - [`table`]: durations and aligned columns;
+//! - [`wording`]: the daemon's messages reworded for the operator.
 
 mod api;
 mod args;
@@ -15,6 +16,7 @@ mod client;
 mod commands;
 mod error;
 mod table;
+mod wording;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -4,10 +4,11 @@
 //! Columns are separated by two spaces and padded by character count (names may be
 //! non-ASCII); the last column is never padded, so no line ends in spaces.
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::api::StatusEntry;
-use crate::commands::strip_name;
+use crate::wording::strip_name;
 
 /// Two significant units at most, like `ps` and `systemctl`: the exact seconds of a
 /// process that has run for days are noise.
@@ -29,41 +30,54 @@ pub fn format_duration(secs: f64) -> String {
 }
 
 /// Renders rows as aligned columns; every line ends with `\n`. Rows may be shorter than
-/// the widest one.
-pub fn align(rows: &[Vec<String>]) -> String {
+/// the widest one. Written into one buffer: with 1000 programs a string per line and per
+/// padding showed in the time `status` takes.
+pub fn align<S: AsRef<str>>(rows: &[Vec<S>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0usize; columns];
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+            widths[i] = widths[i].max(width(cell.as_ref()));
         }
     }
-    let mut out = String::new();
+    let line_length: usize = widths.iter().map(|w| w + 2).sum();
+    let mut out = String::with_capacity(rows.len() * (line_length + 1));
     for row in rows {
-        let mut line = String::new();
+        let start = out.len();
         for (i, cell) in row.iter().enumerate() {
+            let cell = cell.as_ref();
             if i > 0 {
-                line.push_str("  ");
+                out.push_str("  ");
             }
-            line.push_str(cell);
+            out.push_str(cell);
             if i + 1 < row.len() {
-                let pad = widths[i] - cell.chars().count();
-                line.push_str(&" ".repeat(pad));
+                let pad = widths[i] - width(cell);
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        out.push_str(line.trim_end());
+        // Empty last cells leave padding behind them: no line ends in spaces.
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     }
     out
 }
 
+/// Width of a cell in characters (names may be non-ASCII).
+fn width(cell: &str) -> usize {
+    if cell.is_ascii() {
+        cell.len()
+    } else {
+        cell.chars().count()
+    }
+}
+
 /// The `status` table: NAME STATE PID UPTIME LISTENERS DRAINING, plus INFO when any
 /// program has an error, a STATUS= text, a last exit or restarts to report.
 pub fn status_table(entries: &[StatusEntry], now_unix: i64) -> String {
-    let mut rows = vec![["NAME", "STATE", "PID", "UPTIME", "LISTENERS", "DRAINING"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
+    let header = ["NAME", "STATE", "PID", "UPTIME", "LISTENERS", "DRAINING"];
+    let mut rows: Vec<Vec<Cow<str>>> = Vec::with_capacity(entries.len() + 1);
+    rows.push(header.iter().map(|s| Cow::Borrowed(*s)).collect());
     let mut any_info = false;
     for e in entries {
         let info = info(e);
@@ -72,9 +86,9 @@ pub fn status_table(entries: &[StatusEntry], now_unix: i64) -> String {
             one_line(&e.name),
             one_line(&e.state),
             if e.pid == 0 {
-                "-".to_string()
+                DASH
             } else {
-                e.pid.to_string()
+                Cow::Owned(e.pid.to_string())
             },
             uptime(e, now_unix),
             dash_if_empty(e.listeners.join(",")),
@@ -85,11 +99,11 @@ pub fn status_table(entries: &[StatusEntry], now_unix: i64) -> String {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            info,
+            Cow::Owned(info),
         ]);
     }
     if any_info {
-        rows[0].push("INFO".to_string());
+        rows[0].push(Cow::Borrowed("INFO"));
     } else {
         for row in rows.iter_mut().skip(1) {
             row.pop();
@@ -98,18 +112,20 @@ pub fn status_table(entries: &[StatusEntry], now_unix: i64) -> String {
     align(&rows)
 }
 
+const DASH: Cow<'static, str> = Cow::Borrowed("-");
+
 /// Uptime of the current process: the daemon's `uptime_secs`, else now − `start_time`;
 /// `-` when no process runs.
-fn uptime(e: &StatusEntry, now_unix: i64) -> String {
+fn uptime(e: &StatusEntry, now_unix: i64) -> Cow<'static, str> {
     if e.pid == 0 {
-        return "-".to_string();
+        return DASH;
     }
     match e.uptime_secs {
-        Some(secs) => format_duration(secs),
+        Some(secs) => Cow::Owned(format_duration(secs)),
         None if e.start_time > 0 && now_unix >= e.start_time => {
-            format_duration((now_unix - e.start_time) as f64)
+            Cow::Owned(format_duration((now_unix - e.start_time) as f64))
         }
-        None => "-".to_string(),
+        None => DASH,
     }
 }
 
@@ -117,7 +133,7 @@ fn uptime(e: &StatusEntry, now_unix: i64) -> String {
 fn info(e: &StatusEntry) -> String {
     let mut parts = Vec::new();
     if let Some(err) = &e.error {
-        parts.push(one_line(strip_name(&e.name, err)));
+        parts.push(one_line(strip_name(&e.name, err)).into_owned());
     }
     if let Some(pid) = e.handoff_pid {
         parts.push(format!("restarting: new pid {pid} not ready yet"));
@@ -138,17 +154,25 @@ fn info(e: &StatusEntry) -> String {
     parts.join("; ")
 }
 
-fn dash_if_empty(s: String) -> String {
+fn dash_if_empty(s: String) -> Cow<'static, str> {
     if s.is_empty() {
-        "-".to_string()
+        DASH
     } else {
-        s
+        Cow::Owned(s)
     }
 }
 
 /// A daemon-supplied text may hold newlines or tabs; a table cell must not.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+fn one_line(s: &str) -> Cow<'_, str> {
+    let single_spaced = !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && !s.contains("  ")
+        && !s.contains(|c: char| c.is_whitespace() && c != ' ');
+    if single_spaced {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
 }
 
 /// Seconds since the epoch, 0 if the clock is before 1970.
@@ -203,7 +227,7 @@ mod tests {
             vec!["ab".to_string(), "y".to_string(), "".to_string()],
         ];
         assert_eq!(align(&rows), "é   x\nab  y\n");
-        assert_eq!(align(&[]), "");
+        assert_eq!(align::<String>(&[]), "");
     }
 
     fn entry(name: &str, state: &str, pid: u64) -> StatusEntry {

@@ -602,3 +602,212 @@ fn tail_follow_prints_only_new_output() {
         "/log/web?stream=stdout&bytes=16384&offset=8"
     );
 }
+
+const UPGRADED: &str = "upgraded: supergo 0.1.0 -> 0.2.0 (pid 4242 kept), 12 programs kept, \
+                        0 restarted, in 14 ms";
+
+#[test]
+fn upgrade_posts_and_prints_the_new_images_message() {
+    let fake = FakeSupergo::start(vec![(
+        "POST /upgrade",
+        vec![(
+            200,
+            format!(r#"{{"status":0,"message":"{UPGRADED}","data":null}}"#),
+        )],
+    )]);
+    Run::of(&["--url", &fake.addr, "upgrade"]).expect(0, &format!("{UPGRADED}\n"), "");
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].target, "/upgrade");
+}
+
+#[test]
+fn upgrade_binary_goes_in_the_query_url_encoded() {
+    let fake = FakeSupergo::start(vec![(
+        "POST /upgrade",
+        vec![(200, format!(r#"{{"status":0,"message":"{UPGRADED}"}}"#))],
+    )]);
+    Run::of(&[
+        "--url",
+        &fake.addr,
+        "upgrade",
+        "--binary",
+        "/opt/super go/supergo-0.2+é",
+    ])
+    .expect(0, &format!("{UPGRADED}\n"), "");
+    assert_eq!(
+        fake.seen()[0].target,
+        "/upgrade?binary=%2Fopt%2Fsuper%20go%2Fsupergo-0.2%2B%C3%A9"
+    );
+}
+
+#[test]
+fn upgrade_binary_relative_path_is_taken_from_the_current_directory() {
+    let fake = FakeSupergo::start(vec![(
+        "POST /upgrade",
+        vec![(200, format!(r#"{{"status":0,"message":"{UPGRADED}"}}"#))],
+    )]);
+    // Canonical, so that the directory supergoctl finds itself in is spelled the same.
+    let cwd = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).expect("manifest dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_supergoctl"))
+        .args(["--url", &fake.addr, "upgrade", "--binary", "new/supergo"])
+        .current_dir(&cwd)
+        .env_remove("SUPERGO_URL")
+        .env_remove("SUPERGO_TOKEN")
+        .output()
+        .expect("run supergoctl");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let expected: String = format!("{}/new/supergo", cwd.display())
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    assert_eq!(fake.seen()[0].target, format!("/upgrade?binary={expected}"));
+}
+
+#[test]
+fn upgrade_against_a_supergo_without_it_exits_1_with_the_daemons_404_message() {
+    // Byte for byte what supergo answers today for a route it does not have.
+    let fake = FakeSupergo::start(vec![(
+        "POST /upgrade",
+        vec![(
+            404,
+            r#"{"data":null,"message":"no route /upgrade: see GET /status, /reread, /log/NAME; POST /update, /start|stop|restart/NAME","status":404}"#
+                .into(),
+        )],
+    )]);
+    Run::of(&["--url", &fake.addr, "upgrade"]).expect(
+        1,
+        "",
+        "supergoctl: upgrade failed: this supergo cannot upgrade in place (POST /upgrade \
+         answered HTTP 404: no route /upgrade: see GET /status, /reread, /log/NAME; \
+         POST /update, /start|stop|restart/NAME)\n",
+    );
+}
+
+#[test]
+fn upgrade_refused_exits_1_with_the_reason() {
+    let fake = FakeSupergo::start(vec![(
+        "POST /upgrade",
+        vec![(
+            409,
+            r#"{"status":1,"message":"an upgrade is already running (to /usr/local/bin/supergo)"}"#
+                .into(),
+        )],
+    )]);
+    Run::of(&["--url", &fake.addr, "upgrade"]).expect(
+        1,
+        "",
+        "supergoctl: upgrade failed: an upgrade is already running (to /usr/local/bin/supergo)\n",
+    );
+}
+
+#[test]
+fn upgrade_usage_errors_exit_2_without_a_request() {
+    let fake = FakeSupergo::start(vec![]);
+    for args in [
+        &["upgrade", "/usr/local/bin/supergo"][..],
+        &["status", "--binary", "/usr/local/bin/supergo"],
+        &["upgrade", "--binary", ""],
+    ] {
+        let mut all = vec!["--url", &fake.addr];
+        all.extend_from_slice(args);
+        let run = Run::of(&all);
+        assert_eq!(run.code, Some(2), "{}", run.dump());
+        assert!(run.stdout.is_empty(), "{}", run.dump());
+        assert!(run.stderr.starts_with("supergoctl: "), "{}", run.dump());
+    }
+    assert!(fake.seen().is_empty(), "{:?}", fake.seen());
+}
+
+#[test]
+fn help_lists_upgrade_and_its_option() {
+    let run = Run::of(&["--help"]);
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert!(
+        run.stdout.contains("upgrade [--binary PATH]"),
+        "{}",
+        run.dump()
+    );
+    let run = Run::of(&["frobnicate"]);
+    assert!(run.stderr.contains(", upgrade, "), "{}", run.dump());
+}
+
+/// Serves every connection with `answer`, written as it is (the head included).
+fn serve_raw(answer: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = read_request(&stream);
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn status_reads_a_chunked_answer_as_gos_net_http_sends_it() {
+    let addr = serve_raw(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         18\r\n{\"status\":0,\"data\":[{\"na\r\n\
+         1A\r\nme\":\"web\",\"state\":\"Running\r\n\
+         d;ext=1\r\n\",\"pid\":42}]}\r\n\
+         0\r\nX-Trailer: 1\r\n\r\n",
+    );
+    Run::of(&["--url", &addr, "status"]).expect(
+        0,
+        "NAME  STATE    PID  UPTIME  LISTENERS  DRAINING\nweb   Running  42   -       -          -\n",
+        "",
+    );
+}
+
+#[test]
+fn status_reads_an_answer_that_ends_when_the_connection_closes() {
+    let addr = serve_raw(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n\
+         {\"status\":0,\"data\":[{\"name\":\"web\",\"state\":\"Stopped\",\"pid\":0}]}",
+    );
+    Run::of(&["--url", &addr, "status"]).expect(
+        0,
+        "NAME  STATE    PID  UPTIME  LISTENERS  DRAINING\nweb   Stopped  -    -       -          -\n",
+        "",
+    );
+}
+
+#[test]
+fn an_answer_that_is_not_http_is_a_clear_error() {
+    let addr = serve_raw("SSH-2.0-OpenSSH_9.6\r\n");
+    let run = Run::of(&["--url", &addr, "status"]);
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    assert_eq!(
+        run.stderr,
+        format!(
+            "supergoctl: supergo at {addr} sent a malformed HTTP answer: \
+             not an HTTP status line: 'SSH-2.0-OpenSSH_9.6'\n"
+        ),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn a_connection_closed_without_an_answer_exits_3() {
+    let addr = serve_raw("");
+    let run = Run::of(&["--url", &addr, "status"]);
+    assert_eq!(run.code, Some(3), "{}", run.dump());
+    assert_eq!(
+        run.stderr,
+        format!(
+            "supergoctl: cannot reach supergo at {addr}: the connection was closed before \
+             an answer came — did supergo exit?\n"
+        ),
+        "{}",
+        run.dump()
+    );
+}

@@ -138,7 +138,7 @@ pub fn read(s: &Section, name: &str, cwd: &Path) -> Result<ProgramConfig, Config
             .integer("priority", i32::MIN.into(), i32::MAX.into())?
             .map_or(999, as_i32),
         rlimits: rlimits(s)?,
-        // Keys always come with a span from toml 0.8; 0 would mean "line unknown".
+        // The parser gives every key a span; 0 would mean "line unknown".
         origin: Origin {
             file: s.file.path.clone(),
             line: s.line().unwrap_or(0),

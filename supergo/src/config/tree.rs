@@ -1,30 +1,19 @@
 //! A TOML document as a tree whose keys and values know where they stand in the source.
 //!
-//! `toml::Table` forgets positions, and `toml::Spanned<T>` cannot describe the tables TOML
-//! creates implicitly: `[program.web]` makes a `program` table that has no span of its own,
-//! and `Spanned` then fails with "expected a borrowed string". So this module speaks the same
-//! span protocol as `serde_spanned` (a struct with three magic field names, which the `toml`
-//! 0.8 deserializer answers with `start`, `end` and the value) but accepts a value that comes
-//! without a span. Keys come with spans too (`[program.web]`: the span of `web`), which gives
-//! the line of a table header and of every `key = value`.
+//! `toml_edit` parses a file into an `ImDocument` that keeps the byte range of every key, value
+//! and table header through its public API (`Key::span`, `Item::span`, `Value::span`). This
+//! module copies that document into a small owned tree — values with their span, table entries
+//! in document order with the span of their key — so that the rest of `config` reads plain
+//! values and turns spans into "file:line" without knowing toml_edit's types.
 //!
-//! Deviation to know about: the magic names below are `serde_spanned`'s (0.6) private
-//! protocol, copied because `toml` does not re-export them. Should a future `toml` change them,
-//! every value simply arrives without a span: loading still works, only line numbers go (and
-//! the tests that check lines fail loudly).
+//! Where spans come from: a key's span is where it is written (`[program.web]`: the `web` in
+//! the header; `program.web = {…}`: the `web` of the dotted key), which gives the line of a
+//! table header and of every `key = value`. A table that TOML creates implicitly (`program`
+//! in `[program.web]`) has no span of its own; its key still has one.
 
-use std::fmt;
 use std::ops::Range;
 
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
-const SPANNED_NAME: &str = "$__serde_spanned_private_Spanned";
-const SPANNED_START: &str = "$__serde_spanned_private_start";
-const SPANNED_END: &str = "$__serde_spanned_private_end";
-const SPANNED_VALUE: &str = "$__serde_spanned_private_value";
-const SPANNED_FIELDS: &[&str] = &[SPANNED_START, SPANNED_END, SPANNED_VALUE];
-/// `toml_datetime` hands a date-time over as a one-entry map under this key.
-const DATETIME_FIELD: &str = "$__toml_private_datetime";
+use toml_edit::{ImDocument, Item, TableLike};
 
 /// One value and, when the parser knows it, its byte range in the source.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,17 +73,73 @@ pub struct SyntaxError {
 
 /// Parses a whole document into its root table.
 pub fn parse(text: &str) -> Result<Table, SyntaxError> {
-    let root: Node = toml::from_str(text).map_err(|err| SyntaxError {
+    // The parser checks all of TOML (duplicate keys, tables defined twice, integer range), so
+    // what comes back is a valid document; only its shape is left to convert.
+    let document = ImDocument::parse(text).map_err(|err| SyntaxError {
         offset: err.span().map(|span| span.start),
         message: clean_message(err.message()),
     })?;
-    match root.value {
-        Value::Table(table) => Ok(table),
-        // The toml deserializer only ever hands a document over as a table.
-        _ => Err(SyntaxError {
-            offset: None,
-            message: "not a TOML document".into(),
-        }),
+    Ok(table(document.as_table()))
+}
+
+/// A table's entries in the parser's order, which is the order of the document (a key's
+/// first appearance, for tables that several headers extend).
+fn table(source: &dyn TableLike) -> Table {
+    // `iter` yields names only; `get_key_value` gives the `Key` itself, which holds the span.
+    let entries = source
+        .iter()
+        .filter_map(|(name, _)| source.get_key_value(name))
+        .map(|(key, item)| Entry {
+            key: key.get().to_string(),
+            key_span: key.span(),
+            node: node(item),
+        })
+        .collect();
+    Table { entries }
+}
+
+fn node(item: &Item) -> Node {
+    match item {
+        Item::Value(value) => value_node(value),
+        Item::Table(inner) => Node {
+            span: inner.span(),
+            value: Value::Table(table(inner)),
+        },
+        // `[[name]]`: an array whose elements are the tables, each with its header's span.
+        Item::ArrayOfTables(tables) => Node {
+            span: tables.span(),
+            value: Value::Array(
+                tables
+                    .iter()
+                    .map(|inner| Node {
+                        span: inner.span(),
+                        value: Value::Table(table(inner)),
+                    })
+                    .collect(),
+            ),
+        },
+        // Only a document being edited holds `None` items, and `TableLike::iter` skips them.
+        Item::None => Node {
+            span: None,
+            value: Value::Table(Table::default()),
+        },
+    }
+}
+
+fn value_node(source: &toml_edit::Value) -> Node {
+    use toml_edit::Value as V;
+    let value = match source {
+        V::String(text) => Value::String(text.value().clone()),
+        V::Integer(number) => Value::Integer(*number.value()),
+        V::Float(number) => Value::Float(*number.value()),
+        V::Boolean(flag) => Value::Boolean(*flag.value()),
+        V::Datetime(when) => Value::Datetime(when.value().to_string()),
+        V::Array(items) => Value::Array(items.iter().map(value_node).collect()),
+        V::InlineTable(inner) => Value::Table(table(inner)),
+    };
+    Node {
+        span: source.span(),
+        value,
     }
 }
 
@@ -120,169 +165,6 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
-        deserializer.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, NodeVisitor)
-    }
-}
-
-/// Deserializes the value inside a span wrapper. It must not ask for a span again: the
-/// deserializer would wrap the same value once more, forever.
-struct Bare;
-
-impl<'de> DeserializeSeed<'de> for Bare {
-    type Value = Node;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-fn bare(value: Value) -> Node {
-    Node { span: None, value }
-}
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-        Ok(bare(Value::Boolean(v)))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        Ok(bare(Value::Integer(v)))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        i64::try_from(v)
-            .map(|v| bare(Value::Integer(v)))
-            .map_err(|_| E::custom(format!("integer {v} is too large")))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        Ok(bare(Value::Float(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        Ok(bare(Value::String(v.to_string())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
-        Ok(bare(Value::String(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Node>()? {
-            items.push(item);
-        }
-        Ok(bare(Value::Array(items)))
-    }
-
-    /// A map is one of three things: a span wrapper, a date-time, or a real table. The first
-    /// key tells which.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let Some(first) = map.next_key::<Key>()? else {
-            return Ok(bare(Value::Table(Table::default())));
-        };
-        match first.name.as_str() {
-            SPANNED_START => read_spanned(map),
-            DATETIME_FIELD => Ok(bare(Value::Datetime(map.next_value::<String>()?))),
-            _ => read_table(first, map),
-        }
-    }
-}
-
-fn read_spanned<'de, A: MapAccess<'de>>(mut map: A) -> Result<Node, A::Error> {
-    let start: usize = map.next_value()?;
-    expect_key(&mut map, SPANNED_END)?;
-    let end: usize = map.next_value()?;
-    expect_key(&mut map, SPANNED_VALUE)?;
-    let inner = map.next_value_seed(Bare)?;
-    Ok(Node {
-        span: Some(start..end),
-        value: inner.value,
-    })
-}
-
-fn expect_key<'de, A: MapAccess<'de>>(map: &mut A, name: &str) -> Result<(), A::Error> {
-    match map.next_key::<Key>()? {
-        Some(key) if key.name == name => Ok(()),
-        _ => Err(de::Error::custom(format!(
-            "span protocol: expected `{name}`"
-        ))),
-    }
-}
-
-fn read_table<'de, A: MapAccess<'de>>(first: Key, mut map: A) -> Result<Node, A::Error> {
-    let mut entries = Vec::new();
-    let mut key = Some(first);
-    while let Some(Key { name, span }) = key {
-        let node: Node = map.next_value()?;
-        entries.push(Entry {
-            key: name,
-            key_span: span,
-            node,
-        });
-        key = map.next_key::<Key>()?;
-    }
-    Ok(bare(Value::Table(Table { entries })))
-}
-
-/// A table key, with its span when the deserializer gives one.
-struct Key {
-    name: String,
-    span: Option<Range<usize>>,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
-        deserializer.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a table key")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        Ok(Key {
-            name: v.to_string(),
-            span: None,
-        })
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Key, E> {
-        Ok(Key {
-            name: v,
-            span: None,
-        })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
-        expect_key(&mut map, SPANNED_START)?;
-        let start: usize = map.next_value()?;
-        expect_key(&mut map, SPANNED_END)?;
-        let end: usize = map.next_value()?;
-        expect_key(&mut map, SPANNED_VALUE)?;
-        let name: String = map.next_value()?;
-        Ok(Key {
-            name,
-            span: Some(start..end),
-        })
-    }
 }
 
 #[cfg(test)]

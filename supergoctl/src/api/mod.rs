@@ -1,96 +1,21 @@
 //! Typed, lenient views of the `data` part of supergo's answers.
 //!
-//! Parsed by hand from `serde_json::Value` rather than derived, so that a missing field,
-//! a `null`, or a number sent as a string (older or newer daemons, the original supergo)
-//! degrades to "unknown" instead of failing the whole command. Only `name` is needed
-//! for a status entry to be shown.
+//! Read by hand rather than derived, so that a missing field, a `null`, or a number sent as
+//! a string (older or newer daemons, the original supergo) degrades to "unknown" instead of
+//! failing the whole command; the rules are in `lenient`. Only `name` is needed for a status
+//! entry to be shown. `status` reads the one large answer straight from its text; the small
+//! ones here are read from a `serde_json::Value`.
+
+mod lenient;
+mod status;
 
 use serde_json::Value;
 
-/// One process still draining after a restart.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Draining {
-    pub pid: u64,
-}
-
-/// One row of `GET /status`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct StatusEntry {
-    pub name: String,
-    pub state: String,
-    /// 0 when no process runs.
-    pub pid: u64,
-    pub start_time: i64,
-    pub uptime_secs: Option<f64>,
-    pub listeners: Vec<String>,
-    pub draining: Vec<Draining>,
-    pub restarts: u64,
-    /// A new process a restart is starting beside the serving one, not ready yet.
-    pub handoff_pid: Option<u64>,
-    pub last_exit: Option<String>,
-    pub error: Option<String>,
-    pub status_text: Option<String>,
-}
-
-impl StatusEntry {
-    pub fn from_value(v: &Value) -> Option<StatusEntry> {
-        let name = text(v.get("name")?)?;
-        let draining = match v.get("draining") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|d| match d {
-                    Value::Object(_) => d.get("pid").and_then(number_u64),
-                    other => number_u64(other),
-                })
-                .map(|pid| Draining { pid })
-                .collect(),
-            _ => Vec::new(),
-        };
-        Some(StatusEntry {
-            name,
-            state: field_text(v, "state").unwrap_or_else(|| "?".to_string()),
-            pid: v.get("pid").and_then(number_u64).unwrap_or(0),
-            start_time: v
-                .get("start_time")
-                .and_then(number_f64)
-                .map(|f| f as i64)
-                .unwrap_or(0),
-            uptime_secs: v.get("uptime_secs").and_then(number_f64),
-            listeners: string_list(v.get("listeners")),
-            draining,
-            restarts: v.get("restarts").and_then(number_u64).unwrap_or(0),
-            handoff_pid: v
-                .get("handoff")
-                .and_then(|h| h.get("pid"))
-                .and_then(number_u64)
-                .filter(|pid| *pid > 0),
-            last_exit: field_text(v, "last_exit"),
-            error: field_text(v, "error"),
-            status_text: field_text(v, "status_text"),
-        })
-    }
-
-    /// All entries of a status answer; entries without a name are skipped.
-    pub fn list(data: &Value) -> Vec<StatusEntry> {
-        match data {
-            Value::Array(items) => items.iter().filter_map(StatusEntry::from_value).collect(),
-            // Tolerate a map of name -> entry as well.
-            Value::Object(map) => map
-                .iter()
-                .filter_map(|(name, v)| {
-                    let mut v = v.clone();
-                    if let Value::Object(fields) = &mut v {
-                        fields
-                            .entry("name")
-                            .or_insert_with(|| Value::String(name.clone()));
-                    }
-                    StatusEntry::from_value(&v)
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-}
+use lenient::{field_text, number_f64, number_u64, string_list};
+pub use status::{StatusEntry, StatusList};
+// Named by the status table's tests only; rows reach it inside `StatusEntry::draining`.
+#[cfg(test)]
+pub use status::Draining;
 
 /// `GET /reread`: what a config reload would change.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -180,52 +105,16 @@ impl LogChunk {
     }
 }
 
-/// A string, number or bool as text; `None` for null, empty strings and containers.
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn field_text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(text)
-}
-
-fn number_f64(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|f: &f64| f.is_finite())
-}
-
-fn number_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// An array of strings (other scalars stringified), a single string, or nothing.
-fn string_list(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Status entries read the way `supergoctl status` reads them: from the JSON text.
+    fn status_list(data: Value) -> Vec<StatusEntry> {
+        let list: StatusList = serde_json::from_str(&data.to_string()).expect("JSON");
+        list.0
+    }
 
     #[test]
     fn full_status_entry() {
@@ -235,7 +124,9 @@ mod tests {
             "draining":[{"pid":1200,"generation":2,"since":1,"kill_at":2}],
             "restarts":2,"last_exit":"exited with status 1","error":null,"status_text":"ok",
             "handoff":{"pid":1300,"generation":4,"since":1.5}});
-        let e = StatusEntry::from_value(&v).expect("entry");
+        let list = status_list(json!([v]));
+        assert_eq!(list.len(), 1);
+        let e = &list[0];
         assert_eq!(e.name, "web");
         assert_eq!(e.pid, 1234);
         assert_eq!(e.uptime_secs, Some(12.5));
@@ -253,13 +144,33 @@ mod tests {
         let v = json!([{"name":"old","pid":"77","state":2,"listeners":null},
                        {"pid":5},
                        {"name":"bare"}]);
-        let list = StatusEntry::list(&v);
+        let list = status_list(v);
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].pid, 77);
         assert_eq!(list[0].state, "2");
         assert!(list[0].listeners.is_empty());
         assert_eq!(list[1].state, "?");
         assert_eq!(list[1].uptime_secs, None);
+    }
+
+    #[test]
+    fn status_as_a_map_of_name_to_entry_and_odd_data() {
+        let v = json!({"web":{"pid":1},"api":{"name":"api2"},"x":{"name":null},"y":3});
+        let list = status_list(v);
+        let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, vec!["api2", "web"]);
+        assert!(status_list(Value::Null).is_empty());
+        assert!(status_list(json!("text")).is_empty());
+        assert!(status_list(json!([1, [2], "x", null])).is_empty());
+        let odd = json!([{"name":"w","listeners":"unix:/s","draining":[7,{"pid":"8"},{"x":1}],
+                          "handoff":5,"uptime_secs":"NaN","start_time":-1.5}]);
+        let e = &status_list(odd)[0];
+        assert_eq!(e.listeners, vec!["unix:/s"]);
+        assert_eq!(e.draining, vec![Draining { pid: 7 }, Draining { pid: 8 }]);
+        assert_eq!(
+            (e.handoff_pid, e.uptime_secs, e.start_time),
+            (None, None, -1)
+        );
     }
 
     #[test]
