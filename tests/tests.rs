@@ -6,6 +6,7 @@ mod child_contract;
 mod children;
 mod config_check;
 mod control_plane;
+mod handover;
 mod lifecycle;
 mod logs;
 mod readiness;

@@ -56,7 +56,11 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()
         )
     };
     if rc < 0 {
-        return Err(explain(io::Error::last_os_error(), "pidfd_send_signal", "5.1"));
+        return Err(explain(
+            io::Error::last_os_error(),
+            "pidfd_send_signal",
+            "5.1",
+        ));
     }
     Ok(())
 }
@@ -87,7 +91,9 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
 /// What went wrong, said so that an operator can act on it.
 fn explain(err: io::Error, call: &str, since: &str) -> io::Error {
     let hint = match err.raw_os_error() {
-        Some(libc::ENOSYS) => format!(" (this kernel has no {call}: it needs Linux {since} or later)"),
+        Some(libc::ENOSYS) => {
+            format!(" (this kernel has no {call}: it needs Linux {since} or later)")
+        }
         Some(libc::EPERM) if call == "pidfd_getfd" => {
             let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
                 .map(|s| format!(", kernel.yama.ptrace_scope = {}", s.trim()))
@@ -118,13 +124,16 @@ pub struct Taken {
 pub fn take_socket(pid: Pid, start_time: u64, inode: u64) -> Result<Taken, String> {
     let pidfd = pidfd_open(pid).map_err(|e| format!("pid {pid}: {e}"))?;
     if !procfs::is_same_process(pid, start_time) {
-        return Err(format!("pid {pid} is no longer the process recorded (it exited, or its pid was reused)"));
+        return Err(format!(
+            "pid {pid} is no longer the process recorded (it exited, or its pid was reused)"
+        ));
     }
     let fd_in_process = procfs::find_socket_fd(pid, inode)
         .map_err(|e| format!("pid {pid}: cannot list its fds in /proc/{pid}/fd: {e}"))?
         .ok_or_else(|| format!("pid {pid} no longer holds socket inode {inode}"))?;
-    let socket = pidfd_getfd(std::os::fd::AsFd::as_fd(&pidfd), fd_in_process)
-        .map_err(|e| format!("pid {pid}: cannot take its fd {fd_in_process} (socket inode {inode}): {e}"))?;
+    let socket = pidfd_getfd(std::os::fd::AsFd::as_fd(&pidfd), fd_in_process).map_err(|e| {
+        format!("pid {pid}: cannot take its fd {fd_in_process} (socket inode {inode}): {e}")
+    })?;
     // The process may have closed that fd and opened another at the same number meanwhile.
     match procfs::socket_inode(std::os::fd::AsFd::as_fd(&socket)) {
         Ok(found) if found == inode => Ok(Taken { pidfd, socket, fd_in_process }),

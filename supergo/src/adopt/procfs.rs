@@ -41,22 +41,43 @@ impl ProcStat {
 /// hold spaces and parentheses (`(a) (b c)`): it ends at the *last* `)` of the line, since
 /// no later field can hold one.
 pub fn parse_stat(pid: i32, text: &str) -> Result<ProcStat, String> {
-    let bad = |what: &str| format!("/proc/{pid}/stat: {what} in {:?}", text.chars().take(120).collect::<String>());
-    let open = text.find('(').ok_or_else(|| bad("no `(` before the command name"))?;
-    let close = text.rfind(')').ok_or_else(|| bad("no `)` after the command name"))?;
+    let bad = |what: &str| {
+        format!(
+            "/proc/{pid}/stat: {what} in {:?}",
+            text.chars().take(120).collect::<String>()
+        )
+    };
+    let open = text
+        .find('(')
+        .ok_or_else(|| bad("no `(` before the command name"))?;
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| bad("no `)` after the command name"))?;
     if close < open {
         return Err(bad("`)` before `(`"));
     }
     let comm = text[open + 1..close].to_string();
     // Field 3 onwards, one space apart: field N is fields[N - 3].
     let fields: Vec<&str> = text[close + 1..].split_ascii_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3).copied().ok_or_else(|| bad(&format!("no field {n}")));
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .copied()
+            .ok_or_else(|| bad(&format!("no field {n}")))
+    };
     let number = |n: usize| -> Result<i64, String> {
-        field(n)?.parse().map_err(|_| bad(&format!("field {n} is not a number")))
+        field(n)?
+            .parse()
+            .map_err(|_| bad(&format!("field {n} is not a number")))
     };
     let state = field(3)?.chars().next().ok_or_else(|| bad("empty state"))?;
-    let start_time = field(22)?.parse().map_err(|_| bad("field 22 (start time) is not a number"))?;
-    let as_pid = |n: usize| number(n).and_then(|v| i32::try_from(v).map_err(|_| bad(&format!("field {n} is out of range"))));
+    let start_time = field(22)?
+        .parse()
+        .map_err(|_| bad("field 22 (start time) is not a number"))?;
+    let as_pid = |n: usize| {
+        number(n)
+            .and_then(|v| i32::try_from(v).map_err(|_| bad(&format!("field {n} is out of range"))))
+    };
     Ok(ProcStat {
         pid,
         comm,
@@ -132,5 +153,7 @@ pub fn find_var(environ: &[u8], name: &str) -> Option<OsString> {
 
 /// This boot's id: a state file from another boot names processes that are all gone.
 pub fn boot_id() -> io::Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?.trim().to_string())
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string())
 }

@@ -23,7 +23,10 @@ use nix::unistd::geteuid;
 pub fn state_dir(configured: Option<&Path>) -> PathBuf {
     match configured {
         Some(dir) => dir.to_path_buf(),
-        None => default_dir(geteuid().as_raw(), std::env::var_os("XDG_RUNTIME_DIR").as_deref()),
+        None => default_dir(
+            geteuid().as_raw(),
+            std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        ),
     }
 }
 
@@ -45,7 +48,11 @@ pub fn default_dir(euid: u32, xdg_runtime_dir: Option<&OsStr>) -> PathBuf {
 /// to signal, or a symlink sending supergo's writes elsewhere.
 pub fn ensure_dir(dir: &Path) -> Result<(), String> {
     let shown = dir.display();
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => {}
         // Left to the checks below: a symlink or a file in the way.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -81,7 +88,13 @@ pub fn ensure_dir(dir: &Path) -> Result<(), String> {
 pub fn file_name(control: &str) -> String {
     let name: String = control
         .chars()
-        .map(|c| if c == ':' || c == '/' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == ':' || c == '/' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     format!("{name}.state")
 }
@@ -124,11 +137,16 @@ impl StateFile {
             }
             other => other?,
         };
-        let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all());
         drop(file);
         if let Err(e) = written.and_then(|()| std::fs::rename(&temp, &self.path)) {
             let _ = std::fs::remove_file(&temp);
-            return Err(io::Error::new(e.kind(), format!("cannot write {}: {e}", self.path.display())));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot write {}: {e}", self.path.display()),
+            ));
         }
         Ok(())
     }
@@ -137,9 +155,12 @@ impl StateFile {
     /// unreadable file is an error naming it; the caller warns and starts normally.
     pub fn read(&self) -> Result<Option<String>, String> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| format!("{}: not UTF-8 text: not a supergo state file", self.path.display())),
+            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+                format!(
+                    "{}: not UTF-8 text: not a supergo state file",
+                    self.path.display()
+                )
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
         }

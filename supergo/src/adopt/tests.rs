@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::unistd::{getpgid, geteuid, Pid};
+use nix::unistd::{geteuid, getpgid, Pid};
 
 use super::pidfd::{has_exited, pidfd_open, pidfd_send_signal, take_socket, wait_exit};
 use super::procfs::{self, parse_stat};
@@ -47,7 +47,10 @@ fn poll_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 fn sleeper(cmd: &mut Command) -> Reaped {
-    cmd.arg("60").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     Reaped(cmd.spawn().expect("start sleep"))
 }
 
@@ -71,13 +74,21 @@ impl Drop for TempDir {
 
 #[test]
 fn stat_is_parsed_when_the_command_name_holds_spaces_and_parentheses() {
-    let text = "4242 (a) (b c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 5000 100 0 0";
+    let text =
+        "4242 (a) (b c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 5000 100 0 0";
     let stat = parse_stat(4242, text).unwrap();
     assert_eq!(stat.comm, "a) (b c)");
-    assert_eq!((stat.state, stat.ppid, stat.pgid, stat.sid), ('S', 1, 4242, 4242));
+    assert_eq!(
+        (stat.state, stat.ppid, stat.pgid, stat.sid),
+        ('S', 1, 4242, 4242)
+    );
     assert_eq!(stat.start_time, 987654);
-    assert!(parse_stat(1, "1 (x) S 1 2").unwrap_err().contains("no field 22"));
-    assert!(parse_stat(1, "garbage").unwrap_err().contains("/proc/1/stat"));
+    assert!(parse_stat(1, "1 (x) S 1 2")
+        .unwrap_err()
+        .contains("no field 22"));
+    assert!(parse_stat(1, "garbage")
+        .unwrap_err()
+        .contains("/proc/1/stat"));
 
     // The same with a real process whose name is awkward: exec'd through a symlink so named.
     let dir = TempDir::new("comm");
@@ -106,7 +117,10 @@ fn a_start_time_names_one_process_and_a_reused_pid_is_not_taken_for_it() {
     assert!(!procfs::is_same_process(pid, start + 1));
     child.0.kill().unwrap();
     child.0.wait().unwrap();
-    assert!(!procfs::is_same_process(pid, start), "an exited process is not the same process");
+    assert!(
+        !procfs::is_same_process(pid, start),
+        "an exited process is not the same process"
+    );
 }
 
 #[test]
@@ -121,16 +135,29 @@ fn the_process_group_is_read() {
 
 #[test]
 fn supergo_program_is_read_from_the_environment_the_process_started_with() {
-    let child = sleeper(Command::new("sleep").env("SUPERGO_PROGRAM", "web api").env("SUPERGO_PROGRAMX", "no"));
+    let child = sleeper(
+        Command::new("sleep")
+            .env("SUPERGO_PROGRAM", "web api")
+            .env("SUPERGO_PROGRAMX", "no"),
+    );
     // The kernel wakes the parent of a vfork-style spawn before it has set up the new
     // image's environment: /proc/PID/environ reads empty for that moment.
     let value = poll_until("sleep's environment", || {
         procfs::environ_var(child.pid(), "SUPERGO_PROGRAM").unwrap()
     });
     assert_eq!(value, "web api");
-    assert_eq!(procfs::environ_var(child.pid(), "NO_SUCH_VARIABLE_HERE").unwrap(), None);
-    assert_eq!(procfs::find_var(b"A=1\0SUPERGO_PROGRAM=\0", "SUPERGO_PROGRAM").unwrap(), "");
-    assert_eq!(procfs::find_var(b"XSUPERGO_PROGRAM=1\0", "SUPERGO_PROGRAM"), None);
+    assert_eq!(
+        procfs::environ_var(child.pid(), "NO_SUCH_VARIABLE_HERE").unwrap(),
+        None
+    );
+    assert_eq!(
+        procfs::find_var(b"A=1\0SUPERGO_PROGRAM=\0", "SUPERGO_PROGRAM").unwrap(),
+        ""
+    );
+    assert_eq!(
+        procfs::find_var(b"XSUPERGO_PROGRAM=1\0", "SUPERGO_PROGRAM"),
+        None
+    );
 }
 
 /// A `sleep` holding `listener` at fd 5 (not 3: adoption must not assume fd 3).
@@ -156,13 +183,27 @@ fn a_listening_socket_is_found_by_inode_and_taken_back_through_a_pidfd() {
     let pid = child.pid();
     let start = procfs::start_time(pid).unwrap();
     // The exec closes the child's O_CLOEXEC fds one by one, and its parent may be woken
-    // before the last one: wait until only 0, 1, 2 and 5 are left.
-    poll_until("the child's exec to close its other fds", || {
-        let fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().collect();
-        (fds.len() == 4).then_some(())
-    });
+    // before the last one: wait until fd 5 is the child's only copy of the socket.
+    let link = format!("socket:[{inode}]");
+    poll_until(
+        "the child's exec to close its other copy of the socket",
+        || {
+            let copies = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref().is_ok_and(|e| {
+                        std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == link.as_str())
+                    })
+                })
+                .count();
+            (copies == 1).then_some(())
+        },
+    );
     assert_eq!(procfs::find_socket_fd(pid, inode).unwrap(), Some(5));
-    assert_eq!(procfs::find_socket_fd(pid, inode + 1_000_000).unwrap(), None);
+    assert_eq!(
+        procfs::find_socket_fd(pid, inode + 1_000_000).unwrap(),
+        None
+    );
 
     let taken = take_socket(pid, start, inode).expect("take the socket back");
     assert_eq!(taken.fd_in_process, 5);
@@ -179,7 +220,10 @@ fn a_listening_socket_is_found_by_inode_and_taken_back_through_a_pidfd() {
     assert_eq!(&buf, b"ping");
 
     let err = take_socket(pid, start + 1, inode).unwrap_err();
-    assert!(err.contains(&format!("pid {pid} is no longer the process recorded")), "{err}");
+    assert!(
+        err.contains(&format!("pid {pid} is no longer the process recorded")),
+        "{err}"
+    );
     let err = take_socket(pid, start, inode + 1_000_000).unwrap_err();
     assert!(err.contains("no longer holds socket inode"), "{err}");
 }
@@ -187,7 +231,10 @@ fn a_listening_socket_is_found_by_inode_and_taken_back_through_a_pidfd() {
 #[test]
 fn socket_inode_refuses_what_is_not_a_socket() {
     let file = std::fs::File::open("/proc/self/stat").unwrap();
-    assert!(procfs::socket_inode(file.as_fd()).unwrap_err().to_string().contains("not a socket"));
+    assert!(procfs::socket_inode(file.as_fd())
+        .unwrap_err()
+        .to_string()
+        .contains("not a socket"));
 }
 
 #[test]
@@ -196,7 +243,10 @@ fn a_pidfd_signals_its_process_and_sees_it_exit() {
     let pidfd = pidfd_open(child.pid()).unwrap();
     assert!(!has_exited(pidfd.as_fd()).unwrap());
     pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM).unwrap();
-    assert!(wait_exit(pidfd.as_fd(), Duration::from_secs(10)).unwrap(), "sleep did not exit on SIGTERM");
+    assert!(
+        wait_exit(pidfd.as_fd(), Duration::from_secs(10)).unwrap(),
+        "sleep did not exit on SIGTERM"
+    );
     assert!(has_exited(pidfd.as_fd()).unwrap());
     let err = pidfd_open(Pid::from_raw(i32::MAX)).unwrap_err().to_string();
     assert!(err.starts_with("pidfd_open: "), "{err}");
@@ -205,9 +255,18 @@ fn a_pidfd_signals_its_process_and_sees_it_exit() {
 #[test]
 fn the_default_state_dir_follows_the_user_and_the_environment() {
     use std::ffi::OsStr;
-    assert_eq!(default_dir(0, Some(OsStr::new("/run/user/0"))), Path::new("/run/supergo"));
-    assert_eq!(default_dir(1000, Some(OsStr::new("/run/user/1000"))), Path::new("/run/user/1000/supergo"));
-    assert_eq!(default_dir(1000, Some(OsStr::new("relative"))), Path::new("/tmp/supergo-1000"));
+    assert_eq!(
+        default_dir(0, Some(OsStr::new("/run/user/0"))),
+        Path::new("/run/supergo")
+    );
+    assert_eq!(
+        default_dir(1000, Some(OsStr::new("/run/user/1000"))),
+        Path::new("/run/user/1000/supergo")
+    );
+    assert_eq!(
+        default_dir(1000, Some(OsStr::new("relative"))),
+        Path::new("/tmp/supergo-1000")
+    );
     assert_eq!(default_dir(1000, None), Path::new("/tmp/supergo-1000"));
 }
 
@@ -222,12 +281,17 @@ fn the_state_dir_is_created_private_and_an_unsafe_one_is_refused() {
 
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = ensure_dir(&dir).unwrap_err();
-    assert!(err.contains("writable by group or others (mode 0777)") && err.contains("chmod 700"), "{err}");
+    assert!(
+        err.contains("writable by group or others (mode 0777)") && err.contains("chmod 700"),
+        "{err}"
+    );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
 
     let link = temp.0.join("link");
     symlink(&dir, &link).unwrap();
-    assert!(ensure_dir(&link).unwrap_err().contains("is a symbolic link"));
+    assert!(ensure_dir(&link)
+        .unwrap_err()
+        .contains("is a symbolic link"));
     let file = temp.0.join("file");
     std::fs::write(&file, "x").unwrap();
     assert!(ensure_dir(&file).unwrap_err().contains("not a directory"));
@@ -242,7 +306,10 @@ fn the_state_dir_is_created_private_and_an_unsafe_one_is_refused() {
         PathBuf::from("/")
     };
     let err = ensure_dir(&foreign).unwrap_err();
-    assert!(err.contains("is owned by uid") && err.contains("not by supergo's uid"), "{err}");
+    assert!(
+        err.contains("is owned by uid") && err.contains("not by supergo's uid"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -254,14 +321,22 @@ fn the_state_file_is_replaced_atomically_one_per_control_address() {
     assert_eq!(file.read().unwrap(), None);
     file.write("supergo-state 1.0\n[a]\n").unwrap();
     file.write("supergo-state 1.0\n[b]\n").unwrap();
-    assert_eq!(file.read().unwrap().as_deref(), Some("supergo-state 1.0\n[b]\n"));
+    assert_eq!(
+        file.read().unwrap().as_deref(),
+        Some("supergo-state 1.0\n[b]\n")
+    );
     let mode = std::fs::metadata(file.path()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // Nothing but the state file is left in the directory: no temp file.
-    let names: Vec<_> = std::fs::read_dir(&temp.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&temp.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["127.0.0.1_22106.state"]);
     // A temp file left by a supergo killed mid-write does not stop the next write.
-    let stale = temp.0.join(format!(".127.0.0.1_22106.state.{}.tmp", std::process::id()));
+    let stale = temp
+        .0
+        .join(format!(".127.0.0.1_22106.state.{}.tmp", std::process::id()));
     std::fs::write(&stale, "half").unwrap();
     file.write("supergo-state 1.0\n[c]\n").unwrap();
     assert!(!stale.exists());

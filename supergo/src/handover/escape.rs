@@ -69,7 +69,10 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
                     .then(|| u8::from_str_radix(&hex, 16).ok())
                     .flatten()
                     .ok_or_else(|| {
-                        format!("bad escape `\\x{hex}` at column {}: expected two hex digits", at + 1)
+                        format!(
+                            "bad escape `\\x{hex}` at column {}: expected two hex digits",
+                            at + 1
+                        )
                     })?;
                 out.push(byte);
             }
@@ -126,10 +129,14 @@ mod tests {
 
     #[test]
     fn bad_escapes_are_named() {
-        assert!(unescape("x\\q").unwrap_err().contains("unknown escape `\\q`"));
+        assert!(unescape("x\\q")
+            .unwrap_err()
+            .contains("unknown escape `\\q`"));
         assert!(unescape("x\\x4").unwrap_err().contains("two hex digits"));
         assert!(unescape("x\\xzz").unwrap_err().contains("`\\xzz`"));
         assert!(unescape("x\\").unwrap_err().contains("lone"));
-        assert!(unescape("a\rb").unwrap_err().contains("raw control character 0x0d"));
+        assert!(unescape("a\rb")
+            .unwrap_err()
+            .contains("raw control character 0x0d"));
     }
 }

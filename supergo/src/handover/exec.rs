@@ -66,7 +66,11 @@ impl SelfExe {
     /// Opens /proc/self/exe (O_CLOEXEC: no child inherits it) and records the path supergo
     /// was started from (argv[0], found in PATH when it has no `/`). Call it at start.
     pub fn open() -> io::Result<SelfExe> {
-        let fd = open("/proc/self/exe", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let fd = open(
+            "/proc/self/exe",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         let cwd = std::env::current_dir()?;
         let argv0 = std::env::args_os().next().unwrap_or_default();
         let path = std::env::var_os("PATH");
@@ -116,16 +120,19 @@ impl Target {
     /// `requested` (relative to supergo's working directory), or the path supergo was
     /// started from, resolved again now; it must be an executable regular file.
     pub fn resolve(requested: Option<&Path>, self_exe: &SelfExe) -> Result<Target, UpgradeError> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| UpgradeError(format!("cannot determine supergo's working directory: {e}")))?;
+        let cwd = std::env::current_dir().map_err(|e| {
+            UpgradeError(format!("cannot determine supergo's working directory: {e}"))
+        })?;
         let path = cwd.join(requested.unwrap_or(&self_exe.started_from));
-        let fail = |why: String| UpgradeError(format!("cannot upgrade to {}: {why}", path.display()));
+        let fail =
+            |why: String| UpgradeError(format!("cannot upgrade to {}: {why}", path.display()));
         let resolved = std::fs::canonicalize(&path).map_err(|e| fail(e.to_string()))?;
         let meta = std::fs::metadata(&resolved).map_err(|e| fail(e.to_string()))?;
         if !meta.is_file() {
             return Err(fail("not a regular file".into()));
         }
-        access(&resolved, AccessFlags::X_OK).map_err(|e| fail(format!("not executable ({})", e.desc())))?;
+        access(&resolved, AccessFlags::X_OK)
+            .map_err(|e| fail(format!("not executable ({})", e.desc())))?;
         let fd = open(&resolved, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| fail(format!("cannot open it: {}", e.desc())))?;
         Ok(Target { path, resolved, fd })
@@ -155,17 +162,26 @@ pub fn upgrade(target: &Target, self_exe: &SelfExe, mut writer: StateWriter) -> 
     let mut argv = vec![target.path.clone().into_os_string()];
     argv.extend(std::env::args_os().skip(1));
     let err = exec_image(target.fd(), &argv, &memfd, &state.fds, None);
-    UpgradeError(format!("cannot execute {}: {err} — supergo carries on as before", target.path.display()))
+    UpgradeError(format!(
+        "cannot execute {}: {err} — supergo carries on as before",
+        target.path.display()
+    ))
 }
 
 /// The state in a memfd: sealed, so the new image reads exactly what was written; O_CLOEXEC
 /// until `exec_image` clears it.
 pub fn write_memfd(text: &str) -> io::Result<OwnedFd> {
-    let memfd = memfd_create(c"supergo-state", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let memfd = memfd_create(
+        c"supergo-state",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
     let mut file = std::fs::File::from(memfd);
     io::Write::write_all(&mut file, text.as_bytes())?;
     let memfd = OwnedFd::from(file);
-    let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL;
+    let seals = SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_SEAL;
     fcntl(&memfd, FcntlArg::F_ADD_SEALS(seals))?;
     Ok(memfd)
 }
@@ -187,7 +203,10 @@ pub(super) fn exec_image(
     env.push(format!("{STATE_ENV}={}", memfd.as_raw_fd()).into());
     if let Some(reason) = fallback_reason {
         // The reason travels in one variable: escaped (no control characters), and short.
-        let reason: String = super::escape::escape(reason.as_bytes()).chars().take(2000).collect();
+        let reason: String = super::escape::escape(reason.as_bytes())
+            .chars()
+            .take(2000)
+            .collect();
         env.push(format!("{FALLBACK_ENV}={reason}").into());
     }
     let (argv, env) = match (c_strings(argv), c_strings(&env)) {
@@ -198,13 +217,20 @@ pub(super) fn exec_image(
     handed.push(memfd.as_raw_fd());
 
     let mut old_mask = SigSet::empty();
-    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old_mask)) {
+    if let Err(e) = pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old_mask),
+    ) {
         return format!("cannot block signals for the exec: {}", e.desc());
     }
     let result: Result<(), String> = clear_cloexec(&handed).and_then(|()| {
         let Err(e) = execveat(image, c"", &argv, &env, AtFlags::AT_EMPTY_PATH);
         Err(match e {
-            Errno::ENOENT => "No such file or directory (a script cannot be run by fd: an ELF binary is needed)".to_string(),
+            Errno::ENOENT => {
+                "No such file or directory (a script cannot be run by fd: an ELF binary is needed)"
+                    .to_string()
+            }
             e => e.desc().to_string(),
         })
     });
@@ -256,10 +282,27 @@ mod tests {
             started_from(OsStr::new("/usr/local/bin/supergo"), cwd, None),
             Some(PathBuf::from("/usr/local/bin/supergo"))
         );
-        let found = started_from(OsStr::new("sh"), cwd, Some(OsStr::new("/nonexistent:/bin:/usr/bin")));
-        assert!(matches!(&found, Some(p) if p.ends_with("sh") && p.is_absolute()), "{found:?}");
-        assert_eq!(started_from(OsStr::new("no-such-binary-here"), cwd, Some(OsStr::new("/bin"))), None);
-        assert_eq!(started_from(OsStr::new(""), cwd, Some(OsStr::new("/bin"))), None);
+        let found = started_from(
+            OsStr::new("sh"),
+            cwd,
+            Some(OsStr::new("/nonexistent:/bin:/usr/bin")),
+        );
+        assert!(
+            matches!(&found, Some(p) if p.ends_with("sh") && p.is_absolute()),
+            "{found:?}"
+        );
+        assert_eq!(
+            started_from(
+                OsStr::new("no-such-binary-here"),
+                cwd,
+                Some(OsStr::new("/bin"))
+            ),
+            None
+        );
+        assert_eq!(
+            started_from(OsStr::new(""), cwd, Some(OsStr::new("/bin"))),
+            None
+        );
     }
 
     #[test]
@@ -276,11 +319,19 @@ mod tests {
         let plain = dir.join("plain");
         std::fs::write(&plain, "not a program").expect("write");
         let err = Target::resolve(Some(&plain), &self_exe).unwrap_err().0;
-        assert!(err.contains("plain") && err.contains("not executable"), "{err}");
+        assert!(
+            err.contains("plain") && err.contains("not executable"),
+            "{err}"
+        );
         let err = Target::resolve(Some(&dir), &self_exe).unwrap_err().0;
         assert!(err.contains("not a regular file"), "{err}");
-        let err = Target::resolve(Some(&dir.join("missing")), &self_exe).unwrap_err().0;
-        assert!(err.contains("missing") && err.contains("No such file"), "{err}");
+        let err = Target::resolve(Some(&dir.join("missing")), &self_exe)
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("missing") && err.contains("No such file"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -293,7 +344,11 @@ mod tests {
         assert_ne!(seals & nix::libc::F_SEAL_WRITE, 0);
         assert_eq!(nix::unistd::write(&memfd, b"x"), Err(Errno::EPERM));
         let flags = fcntl(&memfd, FcntlArg::F_GETFD).expect("flags");
-        assert_ne!(flags & nix::libc::FD_CLOEXEC, 0, "the memfd is O_CLOEXEC until the exec");
+        assert_ne!(
+            flags & nix::libc::FD_CLOEXEC,
+            0,
+            "the memfd is O_CLOEXEC until the exec"
+        );
     }
 
     #[test]
@@ -302,16 +357,30 @@ mod tests {
         let memfd = write_memfd("x").expect("memfd");
         // A regular file that is not a program: execveat answers ENOEXEC.
         let not_elf = write_memfd("not a program").expect("memfd");
-        let err = exec_image(not_elf.as_fd(), &["x".into()], &memfd, &[read.as_raw_fd()], None);
+        let err = exec_image(
+            not_elf.as_fd(),
+            &["x".into()],
+            &memfd,
+            &[read.as_raw_fd()],
+            None,
+        );
         assert!(!err.is_empty());
         for fd in [read.as_raw_fd(), memfd.as_raw_fd()] {
             // SAFETY: both are open for the whole test.
-            let flags = fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD).expect("flags");
-            assert_ne!(flags & nix::libc::FD_CLOEXEC, 0, "fd {fd} got FD_CLOEXEC back");
+            let flags =
+                fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD).expect("flags");
+            assert_ne!(
+                flags & nix::libc::FD_CLOEXEC,
+                0,
+                "fd {fd} got FD_CLOEXEC back"
+            );
         }
         let mut mask = SigSet::empty();
         pthread_sigmask(SigmaskHow::SIG_SETMASK, None, Some(&mut mask)).expect("mask");
-        assert!(!mask.contains(nix::sys::signal::SIGTERM), "the mask was restored");
+        assert!(
+            !mask.contains(nix::sys::signal::SIGTERM),
+            "the mask was restored"
+        );
         // An fd that is not open cannot be handed over: said, and nothing executed.
         let err = exec_image(not_elf.as_fd(), &["x".into()], &memfd, &[999_999], None);
         assert!(err.contains("fd 999999 cannot be handed over"), "{err}");

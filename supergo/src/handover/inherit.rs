@@ -69,7 +69,8 @@ impl Inherited {
             return Ok(None);
         };
         let fallback_reason = std::env::var_os(FALLBACK_ENV).map(|r| {
-            String::from_utf8_lossy(&unescape(&r.to_string_lossy()).unwrap_or_default()).into_owned()
+            String::from_utf8_lossy(&unescape(&r.to_string_lossy()).unwrap_or_default())
+                .into_owned()
         });
         // Edition 2021: safe, and sound here because no other thread exists yet.
         std::env::remove_var(STATE_ENV);
@@ -86,20 +87,38 @@ impl Inherited {
         // SAFETY: open (checked), and the old image handed it to us alone.
         let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let _ = fcntl(&memfd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-        let text = read_all(memfd.as_fd()).map_err(|e| format!("cannot read the upgrade state from fd {fd}: {e}"))?;
+        let text = read_all(memfd.as_fd())
+            .map_err(|e| format!("cannot read the upgrade state from fd {fd}: {e}"))?;
         let header = scan_handover(&text);
-        let handed: BTreeSet<RawFd> = header.fds.iter().copied().filter(|fd| is_open(*fd)).collect();
+        let handed: BTreeSet<RawFd> = header
+            .fds
+            .iter()
+            .copied()
+            .filter(|fd| is_open(*fd))
+            .collect();
         let exe = header.exe_fd.filter(|fd| handed.contains(fd)).map(|fd| {
             // SAFETY: open and handed over; removed from `handed` below, so owned once.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             let _ = fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-            (owned, header.exe.clone().unwrap_or_else(|| PathBuf::from("supergo")))
+            (
+                owned,
+                header
+                    .exe
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("supergo")),
+            )
         });
         let mut handed = handed;
         if let Some(fd) = header.exe_fd {
             handed.remove(&fd);
         }
-        Ok(Some(Inherited { memfd, text, handed, exe, fallback_reason }))
+        Ok(Some(Inherited {
+            memfd,
+            text,
+            handed,
+            exe,
+            fallback_reason,
+        }))
     }
 
     pub fn text(&self) -> &str {
@@ -117,12 +136,16 @@ impl Inherited {
     pub fn state(&self) -> Result<State, StateError> {
         let mut state = State::parse(&self.text)?;
         state.allow_fds(self.handed.clone());
-        let handover = state
-            .section(HANDOVER)
-            .ok_or_else(|| StateError { line: None, message: "no [handover] section".into() })?;
+        let handover = state.section(HANDOVER).ok_or_else(|| StateError {
+            line: None,
+            message: "no [handover] section".into(),
+        })?;
         let pid = handover.pid("pid")?;
         if pid != Some(std::process::id() as i32) {
-            return Err(handover.error(format!("written by pid {pid:?}, but this is pid {}: not a state for this process", std::process::id())));
+            return Err(handover.error(format!(
+                "written by pid {pid:?}, but this is pid {}: not a state for this process",
+                std::process::id()
+            )));
         }
         for key in ["boot_id", "exe_fd", "exe", "fds"] {
             handover.bytes(key)?;
@@ -177,10 +200,13 @@ pub fn read_all(fd: BorrowedFd<'_>) -> Result<String, String> {
             Err(e) => return Err(e.desc().to_string()),
         }
         if bytes.len() as u64 > MAX_STATE_BYTES {
-            return Err(format!("more than {MAX_STATE_BYTES} bytes: not a supergo state"));
+            return Err(format!(
+                "more than {MAX_STATE_BYTES} bytes: not a supergo state"
+            ));
         }
     }
-    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes)
+        .map_err(|e| format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()))
 }
 
 /// What the fallback needs from `[handover]`, read leniently: even a state whose later lines
@@ -207,9 +233,19 @@ pub fn scan_handover(text: &str) -> HandoverHeader {
             continue;
         };
         match key {
-            "fds" => header.fds = value.split(' ').filter_map(|fd| fd.parse().ok()).filter(|fd| *fd > 2).collect(),
+            "fds" => {
+                header.fds = value
+                    .split(' ')
+                    .filter_map(|fd| fd.parse().ok())
+                    .filter(|fd| *fd > 2)
+                    .collect()
+            }
             "exe_fd" => header.exe_fd = value.parse().ok().filter(|fd| *fd > 2),
-            "exe" => header.exe = unescape(value).ok().map(|b| PathBuf::from(OsString::from_vec(b))),
+            "exe" => {
+                header.exe = unescape(value)
+                    .ok()
+                    .map(|b| PathBuf::from(OsString::from_vec(b)))
+            }
             _ => {}
         }
     }

@@ -23,8 +23,9 @@ pub const STATE_VERSION_FLAG: &str = "--state-version";
 pub fn check(state_version: Option<&str>, config_path: &Path) -> Result<String, String> {
     let me = format!("supergo {}", env!("CARGO_PKG_VERSION"));
     if let Some(version) = state_version {
-        let (major, _) = parse_version(version)
-            .ok_or_else(|| format!("{STATE_VERSION_FLAG} {version:?}: expected MAJOR.MINOR, like 1.0"))?;
+        let (major, _) = parse_version(version).ok_or_else(|| {
+            format!("{STATE_VERSION_FLAG} {version:?}: expected MAJOR.MINOR, like 1.0")
+        })?;
         if major != FORMAT_MAJOR {
             return Err(format!(
                 "{me} reads state format {FORMAT_MAJOR}.x, and the running supergo writes {version}: \
@@ -32,11 +33,13 @@ pub fn check(state_version: Option<&str>, config_path: &Path) -> Result<String, 
             ));
         }
     }
-    let config = crate::config::load(config_path).map_err(|e| format!("{me} cannot load the config: {e}"))?;
+    let config = crate::config::load(config_path)
+        .map_err(|e| format!("{me} cannot load the config: {e}"))?;
+    let n = config.programs.len();
     Ok(format!(
-        "{me}: state format {}, config ok ({} programs)",
+        "{me}: state format {}, config ok ({n} program{})",
         format_version(),
-        config.programs.len()
+        if n == 1 { "" } else { "s" }
     ))
 }
 
@@ -57,7 +60,9 @@ pub fn run(state_version: Option<&str>, config_path: &Path) -> ExitCode {
 /// The command the old image runs: `binary` (`Target::exec_path`, so the file checked is
 /// the file that will be executed), this image's format version and the config, absolute.
 pub fn argv(binary: &Path, config: &Path) -> Vec<OsString> {
-    let config = std::env::current_dir().map(|cwd| cwd.join(config)).unwrap_or_else(|_| config.to_path_buf());
+    let config = std::env::current_dir()
+        .map(|cwd| cwd.join(config))
+        .unwrap_or_else(|_| config.to_path_buf());
     vec![
         binary.into(),
         CHECK_FLAG.into(),
@@ -79,8 +84,18 @@ pub struct Answer {
 
 /// The old image's reading of the pre-flight of `binary`: `exit_code` is `None` when it did
 /// not exit normally (killed by a signal, or by the caller's deadline).
-pub fn judge(binary: &Path, exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<Answer, UpgradeError> {
-    let refuse = |why: String| UpgradeError(format!("refusing to upgrade to {}: {why}", binary.display()));
+pub fn judge(
+    binary: &Path,
+    exit_code: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+) -> Result<Answer, UpgradeError> {
+    let refuse = |why: String| {
+        UpgradeError(format!(
+            "refusing to upgrade to {}: {why}",
+            binary.display()
+        ))
+    };
     let said = || {
         let text = stderr.trim();
         let text = if text.is_empty() { stdout.trim() } else { text };
@@ -92,9 +107,19 @@ pub fn judge(binary: &Path, exit_code: Option<i32>, stdout: &str, stderr: &str) 
         }
     };
     match exit_code {
-        None => return Err(refuse(format!("its {CHECK_FLAG} did not finish ({})", said()))),
+        None => {
+            return Err(refuse(format!(
+                "its {CHECK_FLAG} did not finish ({})",
+                said()
+            )))
+        }
         Some(0) => {}
-        Some(code) => return Err(refuse(format!("its {CHECK_FLAG} failed with exit status {code}: {}", said()))),
+        Some(code) => {
+            return Err(refuse(format!(
+                "its {CHECK_FLAG} failed with exit status {code}: {}",
+                said()
+            )))
+        }
     }
     let line = stdout.lines().next().unwrap_or("").trim();
     let parsed = line
@@ -125,7 +150,13 @@ mod tests {
     #[test]
     fn judge_takes_a_supergo_that_reads_this_format() {
         let bin = Path::new("/usr/local/bin/supergo");
-        let answer = judge(bin, Some(0), "supergo 0.2.0: state format 1.3, config ok (12 programs)\n", "").unwrap();
+        let answer = judge(
+            bin,
+            Some(0),
+            "supergo 0.2.0: state format 1.3, config ok (12 programs)\n",
+            "",
+        )
+        .unwrap();
         assert_eq!(answer.version, "0.2.0");
         assert!(answer.line.ends_with("(12 programs)"));
     }
@@ -134,12 +165,27 @@ mod tests {
     fn judge_refuses_everything_else_with_the_reason() {
         let bin = Path::new("/bin/x");
         let cases: &[(Option<i32>, &str, &str, &[&str])] = &[
-            (Some(1), "", "", &["/bin/x", "exit status 1", "printed nothing"]),
-            (Some(1), "", "supergo: cannot take over: bad config\n", &["bad config"]),
+            (
+                Some(1),
+                "",
+                "",
+                &["/bin/x", "exit status 1", "printed nothing"],
+            ),
+            (
+                Some(1),
+                "",
+                "supergo: cannot take over: bad config\n",
+                &["bad config"],
+            ),
             (Some(0), "", "", &["did not answer", "is it a supergo?"]),
             (Some(0), "hello\n", "", &["\"hello\""]),
             (None, "", "", &["did not finish"]),
-            (Some(0), "supergo 9.0.0: state format 2.0, config ok (1 programs)\n", "", &["supergo 9.0.0", "format 2.0"]),
+            (
+                Some(0),
+                "supergo 9.0.0: state format 2.0, config ok (1 programs)\n",
+                "",
+                &["supergo 9.0.0", "format 2.0"],
+            ),
         ];
         for (code, stdout, stderr, fragments) in cases {
             let err = judge(bin, *code, stdout, stderr).unwrap_err().0;
@@ -152,18 +198,40 @@ mod tests {
 
     #[test]
     fn argv_names_the_binary_the_format_and_an_absolute_config() {
-        let argv = argv(Path::new("/proc/self/fd/9"), Path::new("config/supergo.toml"));
-        assert_eq!(argv[..5], ["/proc/self/fd/9", "--check-upgrade", "--state-version", "1.0", "--config"].map(OsString::from));
-        assert!(Path::new(&argv[5]).is_absolute() && Path::new(&argv[5]).ends_with("config/supergo.toml"));
+        let argv = argv(
+            Path::new("/proc/self/fd/9"),
+            Path::new("config/supergo.toml"),
+        );
+        assert_eq!(
+            argv[..5],
+            [
+                "/proc/self/fd/9",
+                "--check-upgrade",
+                "--state-version",
+                "1.0",
+                "--config"
+            ]
+            .map(OsString::from)
+        );
+        assert!(
+            Path::new(&argv[5]).is_absolute()
+                && Path::new(&argv[5]).ends_with("config/supergo.toml")
+        );
     }
 
     #[test]
     fn check_refuses_another_major_version_and_a_bad_config() {
         let err = check(Some("2.0"), Path::new("/nonexistent.toml")).unwrap_err();
-        assert!(err.contains("reads state format 1.x") && err.contains("writes 2.0"), "{err}");
+        assert!(
+            err.contains("reads state format 1.x") && err.contains("writes 2.0"),
+            "{err}"
+        );
         let err = check(Some("one"), Path::new("/nonexistent.toml")).unwrap_err();
         assert!(err.contains("expected MAJOR.MINOR"), "{err}");
         let err = check(Some("1.7"), Path::new("/nonexistent.toml")).unwrap_err();
-        assert!(err.contains("cannot load the config") && err.contains("/nonexistent.toml"), "{err}");
+        assert!(
+            err.contains("cannot load the config") && err.contains("/nonexistent.toml"),
+            "{err}"
+        );
     }
 }

@@ -88,16 +88,19 @@ impl State {
                 continue;
             }
             if let Some(inner) = line.strip_prefix('[') {
-                let inner = inner
-                    .strip_suffix(']')
-                    .ok_or_else(|| at(n, format!("section header {line:?} does not end with `]`")))?;
+                let inner = inner.strip_suffix(']').ok_or_else(|| {
+                    at(n, format!("section header {line:?} does not end with `]`"))
+                })?;
                 let (child, inner) = match inner.strip_prefix('.') {
                     Some(rest) => (true, rest),
                     None => (false, inner),
                 };
                 let (kind, name) = inner.split_once(' ').unwrap_or((inner, ""));
                 if !is_name(kind) {
-                    return Err(at(n, format!("bad section kind {kind:?}: expected [a-z0-9_-]")));
+                    return Err(at(
+                        n,
+                        format!("bad section kind {kind:?}: expected [a-z0-9_-]"),
+                    ));
                 }
                 let name = unescape(name).map_err(|e| at(n, format!("section name: {e}")))?;
                 let section = Section {
@@ -118,9 +121,12 @@ impl State {
                 }
                 continue;
             }
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| at(n, format!("expected `key=value`, `[section]` or `# comment`, not {line:?}")))?;
+            let (key, value) = line.split_once('=').ok_or_else(|| {
+                at(
+                    n,
+                    format!("expected `key=value`, `[section]` or `# comment`, not {line:?}"),
+                )
+            })?;
             if !is_name(key) {
                 return Err(at(n, format!("bad key {key:?}: expected [a-z0-9_-]")));
             }
@@ -163,7 +169,10 @@ impl State {
     pub fn sections(&self, kind: &str) -> Vec<SectionRef<'_>> {
         visit(&self.sections, kind)
             .into_iter()
-            .map(|section| SectionRef { state: self, section })
+            .map(|section| SectionRef {
+                state: self,
+                section,
+            })
             .collect()
     }
 
@@ -178,7 +187,11 @@ impl State {
     /// Handed-over fds that no key read (a newer writer's field): `commit` closes them.
     pub fn untaken_fds(&self) -> Vec<RawFd> {
         let taken = self.taken.borrow();
-        self.handed.iter().copied().filter(|fd| !taken.contains(fd)).collect()
+        self.handed
+            .iter()
+            .copied()
+            .filter(|fd| !taken.contains(fd))
+            .collect()
     }
 }
 
@@ -192,11 +205,20 @@ fn visit<'a>(sections: &'a [Section], kind: &str) -> Vec<&'a Section> {
 fn skipped_in(sections: &[Section], out: &mut Vec<String>) {
     for section in sections {
         if !section.visited.get() {
-            out.push(format!("line {}: section {}", section.line, section.label()));
+            out.push(format!(
+                "line {}: section {}",
+                section.line,
+                section.label()
+            ));
             continue;
         }
         for entry in section.entries.iter().filter(|e| !e.used.get()) {
-            out.push(format!("line {}: `{}` in {}", entry.line, entry.key, section.label()));
+            out.push(format!(
+                "line {}: `{}` in {}",
+                entry.line,
+                entry.key,
+                section.label()
+            ));
         }
         skipped_in(&section.children, out);
     }
@@ -206,12 +228,21 @@ fn skipped_in(sections: &[Section], out: &mut Vec<String>) {
 fn version_line(line: &str) -> Result<(u32, u32, String), StateError> {
     let not_state = || {
         let start: String = line.chars().take(40).collect();
-        at(1, format!("not a supergo state: it starts with {start:?}, not \"supergo-state MAJOR.MINOR\""))
+        at(
+            1,
+            format!(
+                "not a supergo state: it starts with {start:?}, not \"supergo-state MAJOR.MINOR\""
+            ),
+        )
     };
     let rest = line.strip_prefix("supergo-state ").ok_or_else(not_state)?;
     let (version, writer) = rest.split_once(' ').unwrap_or((rest, ""));
     let (major, minor) = parse_version(version).ok_or_else(not_state)?;
-    let writer = writer.trim().trim_start_matches('(').trim_end_matches(')').to_string();
+    let writer = writer
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .to_string();
     if major != FORMAT_MAJOR {
         return Err(at(
             1,
@@ -268,7 +299,10 @@ impl<'a> SectionRef<'a> {
     pub fn children(&self, kind: &str) -> Vec<SectionRef<'a>> {
         visit(&self.section.children, kind)
             .into_iter()
-            .map(|section| SectionRef { state: self.state, section })
+            .map(|section| SectionRef {
+                state: self.state,
+                section,
+            })
             .collect()
     }
 
@@ -278,24 +312,43 @@ impl<'a> SectionRef<'a> {
 
     /// An error about this section, at its header.
     pub fn error(&self, message: impl fmt::Display) -> StateError {
-        at(self.section.line, format!("{}: {message}", self.section.label()))
+        at(
+            self.section.line,
+            format!("{}: {message}", self.section.label()),
+        )
     }
 
     /// The one entry of `key`, marked read.
     fn entry(&self, key: &str) -> Result<Option<&'a Entry>, StateError> {
         let mut found = self.section.entries.iter().filter(|e| e.key == key);
-        let Some(first) = found.next() else { return Ok(None) };
+        let Some(first) = found.next() else {
+            return Ok(None);
+        };
         first.used.set(true);
         if let Some(second) = found.next() {
             second.used.set(true);
-            return Err(at(second.line, format!("`{key}` in {} is given twice (first at line {})", self.section.label(), first.line)));
+            return Err(at(
+                second.line,
+                format!(
+                    "`{key}` in {} is given twice (first at line {})",
+                    self.section.label(),
+                    first.line
+                ),
+            ));
         }
         Ok(Some(first))
     }
 
     fn invalid(&self, entry: &Entry, expected: &str) -> StateError {
         let shown = String::from_utf8_lossy(&entry.value);
-        at(entry.line, format!("`{}` in {} must be {expected}, not {shown:?}", entry.key, self.section.label()))
+        at(
+            entry.line,
+            format!(
+                "`{}` in {} must be {expected}, not {shown:?}",
+                entry.key,
+                self.section.label()
+            ),
+        )
     }
 
     pub fn bytes(&self, key: &str) -> Result<Option<&'a [u8]>, StateError> {
@@ -313,7 +366,9 @@ impl<'a> SectionRef<'a> {
     }
 
     pub fn path(&self, key: &str) -> Result<Option<PathBuf>, StateError> {
-        Ok(self.bytes(key)?.map(|b| PathBuf::from(OsString::from_vec(b.to_vec()))))
+        Ok(self
+            .bytes(key)?
+            .map(|b| PathBuf::from(OsString::from_vec(b.to_vec()))))
     }
 
     /// Every value of a key that may be repeated (one line per item), in order.
@@ -341,7 +396,9 @@ impl<'a> SectionRef<'a> {
     }
 
     pub fn u32_or(&self, key: &str, default: u32) -> Result<u32, StateError> {
-        Ok(self.parsed(key, "a whole number from 0 to 4294967295")?.unwrap_or(default))
+        Ok(self
+            .parsed(key, "a whole number from 0 to 4294967295")?
+            .unwrap_or(default))
     }
 
     pub fn i64_or(&self, key: &str, default: i64) -> Result<i64, StateError> {
@@ -377,7 +434,8 @@ impl<'a> SectionRef<'a> {
             if at >= now_mono {
                 now + Duration::from_nanos(at - now_mono)
             } else {
-                now.checked_sub(Duration::from_nanos(now_mono - at)).unwrap_or(now)
+                now.checked_sub(Duration::from_nanos(now_mono - at))
+                    .unwrap_or(now)
             }
         }))
     }

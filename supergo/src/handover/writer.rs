@@ -116,7 +116,8 @@ impl StateWriter {
     /// instant. A deadline already past is written as now.
     pub fn write_deadline(&mut self, key: &str, deadline: Instant) -> &mut Self {
         let left = deadline.saturating_duration_since(Instant::now());
-        let at = monotonic::now_nanos().saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
+        let at = monotonic::now_nanos()
+            .saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
         self.write_u64(key, at)
     }
 
