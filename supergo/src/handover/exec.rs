@@ -8,10 +8,13 @@
 //! 3. argv (`[binary, supergo's own arguments…]`) and envp (supergo's environment plus
 //!    `SUPERGO_UPGRADE_STATE=<memfd>`) are built;
 //! 4. every signal is blocked in this thread. The mask and pending signals survive `execve`,
-//!    so a SIGTERM that arrives from here on stays pending and the new image honours it once
-//!    it has installed its handlers and unblocks (if every other thread blocks it too:
-//!    see the notes to the lead in the report: a thread with the signal unblocked would take
-//!    it, and die with the old image);
+//!    so a SIGTERM that arrives from here on stays pending, and the new image honours it
+//!    once it has installed its handlers and unblocks. That holds only if no other thread
+//!    has the signal unblocked at that moment: such a thread would take it into its
+//!    handler, whose work dies with the old image. So the caller parks the signals thread
+//!    with every signal blocked before calling `upgrade`, and every other thread of supergo
+//!    must run with signals blocked (threads inherit the mask of the thread that creates
+//!    them);
 //! 5. FD_CLOEXEC is cleared on exactly the fds the state names, and the memfd: these and
 //!    fds 0-2 are all the new image inherits. (A child spawned by another thread from here on
 //!    would inherit them too: hence no spawn may run now.)
@@ -228,7 +231,8 @@ pub(super) fn exec_image(
         let Err(e) = execveat(image, c"", &argv, &env, AtFlags::AT_EMPTY_PATH);
         Err(match e {
             Errno::ENOENT => {
-                "No such file or directory (a script cannot be run by fd: an ELF binary is needed)"
+                "No such file or directory (a script, or a binary whose ELF interpreter is \
+                 missing, cannot be executed by fd)"
                     .to_string()
             }
             e => e.desc().to_string(),

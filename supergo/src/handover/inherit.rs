@@ -26,7 +26,8 @@ use nix::sys::uio::pread;
 
 use super::escape::unescape;
 use super::exec::{exec_image, UpgradeError, FALLBACK_ENV, STATE_ENV};
-use super::reader::{HandedFd, State, StateError};
+use super::reader::{State, StateError};
+use super::section::HandedFd;
 use super::HANDOVER;
 
 /// A state is small (about 300 bytes per program); more than this is not one.

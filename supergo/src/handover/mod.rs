@@ -1,7 +1,8 @@
 //! State that crosses an exec (upgrade in place, issue 14) or supergo's death (adoption from
 //! the state file, issue 15): one format, its writer and reader, and the exec that carries it.
 //!
-//! - `escape`: values as one line of text; `writer` and `reader`: the format below;
+//! - `escape`: values as one line of text; `writer`, `reader` and `section`: the format
+//!   below;
 //! - `exec`: supergo's own binary kept open from start, the binary to upgrade to, and the exec
 //!   that hands a state and its fds to a new image (`SUPERGO_UPGRADE_STATE=<memfd>`);
 //! - `inherit`: the new image's side: take the state back at start, or fall back to the old
@@ -62,11 +63,13 @@ pub mod exec;
 pub mod inherit;
 pub mod preflight;
 mod reader;
+mod section;
 #[cfg(test)]
 mod tests;
 mod writer;
 
-pub use reader::{parse_version, SectionRef, State, StateError};
+pub use reader::{parse_version, State, StateError};
+pub use section::{HandedFd, SectionRef};
 pub use writer::{Serialized, StateWriter};
 
 /// The format this supergo writes. A reader reads every minor version of its major.

@@ -1,7 +1,8 @@
 //! Reading a state: `State::parse` checks the version line and the syntax of every line;
-//! typed getters on each section then read the keys a part of supergo knows, each with its
-//! default, and remember what they read, so that `skipped` can list what this version did
-//! not know (keys and sections of a newer writer) for one log line.
+//! typed getters on each section (`section::SectionRef`) then read the keys a part of
+//! supergo knows, each with its default, and remember what they read, so that `skipped` can
+//! list what this version did not know (keys and sections of a newer writer) for one log
+//! line.
 //!
 //! A syntax error (a line that is neither `key=value`, `[section]`, blank nor `# comment`, a
 //! bad escape, a child section before any section) and a value of the wrong type are errors
@@ -10,17 +11,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::fmt;
 use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
 
 use super::escape::unescape;
+use super::section::SectionRef;
 use super::writer::is_name;
-use super::{monotonic, FORMAT_MAJOR};
+use super::FORMAT_MAJOR;
 
 /// A state that cannot be read: the line at fault (1-based) and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +37,7 @@ impl fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
-fn at(line: usize, message: impl Into<String>) -> StateError {
+pub(super) fn at(line: usize, message: impl Into<String>) -> StateError {
     StateError {
         line: Some(line),
         message: message.into(),
@@ -56,26 +53,26 @@ pub struct State {
     pub writer: String,
     sections: Vec<Section>,
     /// The fds `fd` may give out: handed over and open when this image started (`inherit`).
-    handed: BTreeSet<RawFd>,
-    taken: RefCell<BTreeSet<RawFd>>,
+    pub(super) handed: BTreeSet<RawFd>,
+    pub(super) taken: RefCell<BTreeSet<RawFd>>,
 }
 
 #[derive(Debug)]
-struct Section {
-    kind: String,
-    name: String,
-    line: usize,
-    entries: Vec<Entry>,
-    children: Vec<Section>,
-    visited: Cell<bool>,
+pub(super) struct Section {
+    pub(super) kind: String,
+    pub(super) name: String,
+    pub(super) line: usize,
+    pub(super) entries: Vec<Entry>,
+    pub(super) children: Vec<Section>,
+    pub(super) visited: Cell<bool>,
 }
 
 #[derive(Debug)]
-struct Entry {
-    key: String,
-    value: Vec<u8>,
-    line: usize,
-    used: Cell<bool>,
+pub(super) struct Entry {
+    pub(super) key: String,
+    pub(super) value: Vec<u8>,
+    pub(super) line: usize,
+    pub(super) used: Cell<bool>,
 }
 
 impl State {
@@ -169,10 +166,7 @@ impl State {
     pub fn sections(&self, kind: &str) -> Vec<SectionRef<'_>> {
         visit(&self.sections, kind)
             .into_iter()
-            .map(|section| SectionRef {
-                state: self,
-                section,
-            })
+            .map(|section| SectionRef::new(self, section))
             .collect()
     }
 
@@ -196,7 +190,7 @@ impl State {
 }
 
 /// The sections of `kind`, marked read.
-fn visit<'a>(sections: &'a [Section], kind: &str) -> Vec<&'a Section> {
+pub(super) fn visit<'a>(sections: &'a [Section], kind: &str) -> Vec<&'a Section> {
     let found: Vec<&Section> = sections.iter().filter(|s| s.kind == kind).collect();
     found.iter().for_each(|s| s.visited.set(true));
     found
@@ -264,220 +258,11 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 }
 
 impl Section {
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         if self.name.is_empty() {
             format!("[{}]", self.kind)
         } else {
             format!("[{} {}]", self.kind, self.name)
         }
-    }
-}
-
-/// One section of a parsed state, with typed getters. A missing key gives the default the
-/// caller names (or `None`); a key of the wrong form is an error naming its line.
-#[derive(Clone, Copy, Debug)]
-pub struct SectionRef<'a> {
-    state: &'a State,
-    section: &'a Section,
-}
-
-impl<'a> SectionRef<'a> {
-    pub fn kind(&self) -> &'a str {
-        &self.section.kind
-    }
-
-    /// The name after the kind (`web` in `[program web]`), empty when none.
-    pub fn name(&self) -> &'a str {
-        &self.section.name
-    }
-
-    pub fn line(&self) -> usize {
-        self.section.line
-    }
-
-    /// Child sections of `kind`, in order (a program's `[.process …]`).
-    pub fn children(&self, kind: &str) -> Vec<SectionRef<'a>> {
-        visit(&self.section.children, kind)
-            .into_iter()
-            .map(|section| SectionRef {
-                state: self.state,
-                section,
-            })
-            .collect()
-    }
-
-    pub fn child(&self, kind: &str) -> Option<SectionRef<'a>> {
-        self.children(kind).into_iter().next()
-    }
-
-    /// An error about this section, at its header.
-    pub fn error(&self, message: impl fmt::Display) -> StateError {
-        at(
-            self.section.line,
-            format!("{}: {message}", self.section.label()),
-        )
-    }
-
-    /// The one entry of `key`, marked read.
-    fn entry(&self, key: &str) -> Result<Option<&'a Entry>, StateError> {
-        let mut found = self.section.entries.iter().filter(|e| e.key == key);
-        let Some(first) = found.next() else {
-            return Ok(None);
-        };
-        first.used.set(true);
-        if let Some(second) = found.next() {
-            second.used.set(true);
-            return Err(at(
-                second.line,
-                format!(
-                    "`{key}` in {} is given twice (first at line {})",
-                    self.section.label(),
-                    first.line
-                ),
-            ));
-        }
-        Ok(Some(first))
-    }
-
-    fn invalid(&self, entry: &Entry, expected: &str) -> StateError {
-        let shown = String::from_utf8_lossy(&entry.value);
-        at(
-            entry.line,
-            format!(
-                "`{}` in {} must be {expected}, not {shown:?}",
-                entry.key,
-                self.section.label()
-            ),
-        )
-    }
-
-    pub fn bytes(&self, key: &str) -> Result<Option<&'a [u8]>, StateError> {
-        Ok(self.entry(key)?.map(|e| e.value.as_slice()))
-    }
-
-    pub fn str(&self, key: &str) -> Result<Option<&'a str>, StateError> {
-        self.entry(key)?
-            .map(|e| std::str::from_utf8(&e.value).map_err(|_| self.invalid(e, "UTF-8 text")))
-            .transpose()
-    }
-
-    pub fn string_or(&self, key: &str, default: &str) -> Result<String, StateError> {
-        Ok(self.str(key)?.unwrap_or(default).to_string())
-    }
-
-    pub fn path(&self, key: &str) -> Result<Option<PathBuf>, StateError> {
-        Ok(self
-            .bytes(key)?
-            .map(|b| PathBuf::from(OsString::from_vec(b.to_vec()))))
-    }
-
-    /// Every value of a key that may be repeated (one line per item), in order.
-    pub fn list(&self, key: &str) -> Result<Vec<&'a str>, StateError> {
-        let entries = self.section.entries.iter().filter(|e| e.key == key);
-        entries
-            .inspect(|e| e.used.set(true))
-            .map(|e| std::str::from_utf8(&e.value).map_err(|_| self.invalid(e, "UTF-8 text")))
-            .collect()
-    }
-
-    fn parsed<T: FromStr>(&self, key: &str, expected: &str) -> Result<Option<T>, StateError> {
-        self.entry(key)?
-            .map(|e| {
-                std::str::from_utf8(&e.value)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| self.invalid(e, expected))
-            })
-            .transpose()
-    }
-
-    pub fn u64_or(&self, key: &str, default: u64) -> Result<u64, StateError> {
-        Ok(self.parsed(key, "a whole number ≥ 0")?.unwrap_or(default))
-    }
-
-    pub fn u32_or(&self, key: &str, default: u32) -> Result<u32, StateError> {
-        Ok(self
-            .parsed(key, "a whole number from 0 to 4294967295")?
-            .unwrap_or(default))
-    }
-
-    pub fn i64_or(&self, key: &str, default: i64) -> Result<i64, StateError> {
-        Ok(self.parsed(key, "a whole number")?.unwrap_or(default))
-    }
-
-    /// A pid (or any i32 that must be > 0).
-    pub fn pid(&self, key: &str) -> Result<Option<i32>, StateError> {
-        let value: Option<i32> = self.parsed(key, "a pid (a whole number > 0)")?;
-        match (value, self.entry(key)?) {
-            (Some(pid), Some(e)) if pid <= 0 => Err(self.invalid(e, "a pid (a whole number > 0)")),
-            _ => Ok(value),
-        }
-    }
-
-    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, StateError> {
-        Ok(self.parsed(key, "true or false")?.unwrap_or(default))
-    }
-
-    /// A duration written by `write_duration` (whole nanoseconds).
-    pub fn duration_or(&self, key: &str, default: Duration) -> Result<Duration, StateError> {
-        Ok(self
-            .parsed(key, "a duration in nanoseconds")?
-            .map_or(default, Duration::from_nanos))
-    }
-
-    /// A deadline written by `write_deadline`, as an `Instant` of this process.
-    pub fn deadline(&self, key: &str) -> Result<Option<Instant>, StateError> {
-        let at: Option<u64> = self.parsed(key, "CLOCK_MONOTONIC nanoseconds")?;
-        Ok(at.map(|at| {
-            let now_mono = monotonic::now_nanos();
-            let now = Instant::now();
-            if at >= now_mono {
-                now + Duration::from_nanos(at - now_mono)
-            } else {
-                now.checked_sub(Duration::from_nanos(now_mono - at))
-                    .unwrap_or(now)
-            }
-        }))
-    }
-
-    /// The inherited fd `key` names, checked: it was handed over (listed in `[handover] fds`
-    /// and open when this image started) and no other key names it. Ownership comes later
-    /// (`HandedFd::into_owned`), once the whole state has been read: a restore that fails
-    /// half-way must leave every fd open for the fallback.
-    pub fn fd(&self, key: &str) -> Result<Option<HandedFd>, StateError> {
-        let Some(entry) = self.entry(key)? else {
-            return Ok(None);
-        };
-        let fd: RawFd = std::str::from_utf8(&entry.value)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|fd| *fd >= 0)
-            .ok_or_else(|| self.invalid(entry, "an fd number"))?;
-        let label = self.section.label();
-        if !self.state.handed.contains(&fd) {
-            return Err(at(
-                entry.line,
-                format!("`{key}` in {label}: fd {fd} was not handed over (not listed in [handover] fds, or not open when this supergo started)"),
-            ));
-        }
-        if !self.state.taken.borrow_mut().insert(fd) {
-            return Err(at(
-                entry.line,
-                format!("`{key}` in {label}: fd {fd} is named by another key too"),
-            ));
-        }
-        Ok(Some(HandedFd(fd)))
-    }
-}
-
-/// An inherited fd, checked by `SectionRef::fd` and named by one key only; owned (and closed
-/// on drop) only after `Inherited::commit`.
-#[derive(Debug, PartialEq, Eq)]
-#[must_use = "an fd read from the state must be owned after the commit, or it leaks"]
-pub struct HandedFd(pub(super) RawFd);
-
-impl HandedFd {
-    pub fn raw(&self) -> RawFd {
-        self.0
     }
 }
