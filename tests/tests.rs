@@ -8,6 +8,7 @@ mod config_check;
 mod container_output;
 mod control_hardening;
 mod control_plane;
+mod handover;
 mod lifecycle;
 mod logs;
 mod notify_hardening;

@@ -8,10 +8,14 @@
 //! - `program`: one worker thread per program, a state machine over its processes;
 //! - `spawn`: fork/exec with everything allocated before the fork;
 //! - `listener`: binding the sockets that children receive at fd 3, 4, …;
-//! - `notify`: `NOTIFY_SOCKET` readiness.
+//! - `notify`: `NOTIFY_SOCKET` readiness;
+//! - `handover`: the state format, and carrying it across an exec (upgrade in place);
+//! - `adopt`: state file, /proc and pidfd primitives for adopting children after a crash.
 
+pub mod adopt;
 pub mod config;
 pub mod control;
+pub mod handover;
 pub mod http;
 pub mod listener;
 pub mod log;

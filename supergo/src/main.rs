@@ -20,11 +20,15 @@ const USAGE: &str = "\
 supergo — a process supervisor with zero-downtime restart
 
 Usage: supergo [--config PATH] [--listen ADDR] [--check]
+       supergo --check-upgrade [--state-version N] [--config PATH]
 
 Options:
   --config PATH   config file (default config/supergo.toml)
   --listen ADDR   control API address (default: [supergo] listen, else 127.0.0.1:22106)
   --check         check the config, print what would run, and exit (0 = valid)
+  --check-upgrade exit 0 if this binary can take over a running supergo in place: it
+                  reads state format N (--state-version, as the running one writes it)
+                  and can load the config; run by `supergoctl upgrade` before the exec
   --version       print the version and exit
   --help          print this help and exit
 
@@ -36,6 +40,8 @@ struct Args {
     config: PathBuf,
     listen: Option<String>,
     check: bool,
+    /// `--check-upgrade`, with the running supergo's `--state-version`.
+    check_upgrade: Option<Option<String>>,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(state_version) = &args.check_upgrade {
+        return supergo::handover::preflight::run(state_version.as_deref(), &args.config);
+    }
     let config = match config::load(&args.config) {
         Ok(config) => config,
         Err(e) => {
@@ -108,6 +117,14 @@ fn parse_args() -> Result<Option<Args>, String> {
             .opt_value_from_str("--listen")
             .map_err(|e| e.to_string())?,
         check: args.contains("--check"),
+        check_upgrade: if args.contains(supergo::handover::preflight::CHECK_FLAG) {
+            Some(
+                args.opt_value_from_str(supergo::handover::preflight::STATE_VERSION_FLAG)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        },
     };
     let rest = args.finish();
     if !rest.is_empty() {

@@ -18,7 +18,13 @@ use crate::listener::ListenAddr;
 
 /// Top-level sections of the main file.
 const SECTIONS: &[&str] = &["supergo", "program", "include"];
-const DAEMON_KEYS: &[&str] = &["listen", "token", "token_file", "allow_insecure"];
+const DAEMON_KEYS: &[&str] = &[
+    "listen",
+    "token",
+    "token_file",
+    "allow_insecure",
+    "state_dir",
+];
 
 /// Loads and checks the config at `path` (relative paths in it resolve against the
 /// directory of the file that holds them; supergo's working directory is the default
@@ -164,7 +170,21 @@ fn read_daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
         listen,
         token: token(s)?,
         allow_insecure: s.boolean("allow_insecure")?.unwrap_or(false),
+        state_dir: state_dir(s)?,
     })
+}
+
+/// `state_dir`: a directory path, relative to the file's directory. Whether it is safe to
+/// use (owner, mode) is checked when supergo starts, by `adopt::state_file::ensure_dir`.
+fn state_dir(s: &Section) -> Result<Option<PathBuf>, ConfigError> {
+    match s.string("state_dir")? {
+        None => Ok(None),
+        Some(dir) if dir.trim().is_empty() => Err(s.key_error(
+            "state_dir",
+            "must name a directory: leave it out for the default (/run/supergo as root, else $XDG_RUNTIME_DIR/supergo or /tmp/supergo-UID)",
+        )),
+        Some(dir) => Ok(Some(s.file.resolve(&dir))),
+    }
 }
 
 /// `token`, or the content of `token_file` without surrounding blanks. `token = ""` means

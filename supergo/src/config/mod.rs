@@ -66,6 +66,9 @@ pub struct DaemonConfig {
     pub token: Option<String>,
     /// Allow a control address outside loopback without a token.
     pub allow_insecure: bool,
+    /// Where the state file goes (`state_dir`, absolute); `None` = the default
+    /// (`adopt::state_file::state_dir`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where a program was defined, for error messages ("config/conf.d/web.toml:3").

@@ -618,6 +618,10 @@ fn program_errors_name_their_line() {
         ("[supergo]\nlisten = \"localhost\"\n", "supergo.toml:2", &["[supergo]: `listen`", "localhost"]),
         ("[supergo]\ntoken = \"a\"\ntoken_file = \"t\"\n", "supergo.toml:3", &["`token_file` and `token` are both given"]),
         ("[supergo]\ntoken_file = \"missing-token\"\n", "supergo.toml:2", &["`token_file` cannot be read", "missing-token"]),
+        ("[supergo]\n\nstate_dir = 7\n", "supergo.toml:3", &["[supergo]: `state_dir` must be a string, not the integer 7"]),
+        ("[supergo]\nstate_dir = \" \"\n", "supergo.toml:2", &["`state_dir` must name a directory", "/run/supergo"]),
+        ("[supergo]\nstate_dir = \"a\\u0000b\"\n", "supergo.toml:2", &["`state_dir` must not contain a NUL"]),
+        ("[supergo]\nstatedir = \"x\"\n", "supergo.toml:2", &["unknown key `statedir` in [supergo] — did you mean `state_dir`?"]),
         ("[include]\nfiles = 3\n", "supergo.toml:2", &["[include]: `files` must be a glob"]),
         ("[include]\nfile = \"x\"\n", "supergo.toml:2", &["unknown key `file` in [include] — did you mean `files`?"]),
     ];
@@ -625,6 +629,24 @@ fn program_errors_name_their_line() {
         let error = dir.error(text);
         assert_error(&error, place, fragments);
     }
+}
+
+#[test]
+fn state_dir_is_relative_to_its_file_and_absent_by_default() {
+    let dir = TempDir::new();
+    let config = dir
+        .load_main("[supergo]\nstate_dir = \"run/state\"\n")
+        .unwrap();
+    assert_eq!(config.daemon.state_dir, Some(dir.path().join("run/state")));
+    let config = dir
+        .load_main("[supergo]\nstate_dir = \"/var/lib/supergo\"\n")
+        .unwrap();
+    assert_eq!(
+        config.daemon.state_dir.as_deref(),
+        Some(Path::new("/var/lib/supergo"))
+    );
+    let config = dir.load_main("[supergo]\n").unwrap();
+    assert_eq!(config.daemon.state_dir, None);
 }
 
 #[test]
