@@ -9,13 +9,19 @@
 //! - `spawn`: fork/exec with everything allocated before the fork;
 //! - `listener`: binding the sockets that children receive at fd 3, 4, …;
 //! - `notify`: `NOTIFY_SOCKET` readiness.
+//! - `manager_notify`: supergo's own `NOTIFY_SOCKET` (READY/RELOADING/STOPPING to systemd);
+//! - `descendants`: processes of a program that left its process group (setsid, daemons);
+//! - `essential`: supergo's exit status when an `essential` program ends for good.
 
 pub mod config;
 pub mod control;
+pub mod descendants;
+pub mod essential;
 pub mod http;
 pub mod listener;
 pub mod log;
 pub mod logs;
+pub mod manager_notify;
 pub mod metrics;
 pub mod notify;
 pub mod program;
