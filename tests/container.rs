@@ -69,9 +69,9 @@ fn pid_namespaces() -> &'static Result<(), String> {
 fn can_run_as_pid_1(test: &str) -> bool {
     match pid_namespaces() {
         Ok(()) => true,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            fail(format!("{test}: CI=true, but supergo cannot run as PID 1 here: {why}"))
-        }
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => fail(format!(
+            "{test}: CI=true, but supergo cannot run as PID 1 here: {why}"
+        )),
         Err(why) => {
             eprintln!(
                 "\n************************************************************\n\
@@ -101,7 +101,8 @@ impl Launched {
     fn start(sg: Supergo, as_pid_1: bool, env: &[(&str, &str)]) -> Launched {
         let mut cmd = if as_pid_1 {
             let mut cmd = Command::new("unshare");
-            cmd.args(["--pid", "--fork", "--mount-proc"]).arg(supergo_bin());
+            cmd.args(["--pid", "--fork", "--mount-proc"])
+                .arg(supergo_bin());
             cmd
         } else {
             Command::new(supergo_bin())
@@ -295,7 +296,10 @@ fn orphan_is_reaped(test: &str, as_pid_1: bool) -> Launched {
     let who = if as_pid_1 { "PID 1" } else { "subreaper" };
     poll_until(
         TIMEOUT,
-        &format!("the orphaned helper {} to be reparented to supergo ({who})", orphan.pid),
+        &format!(
+            "the orphaned helper {} to be reparented to supergo ({who})",
+            orphan.pid
+        ),
         || {
             let now = proc_stat(orphan.pid)?;
             (now.start_time == orphan.start_time && now.ppid == supergo.pid).then_some(())
@@ -303,8 +307,12 @@ fn orphan_is_reaped(test: &str, as_pid_1: bool) -> Launched {
     );
     // Let it go: it reads a line and exits, and only supergo can reap it.
     let fifo = poll_until(TIMEOUT, "the helper to open the fifo", || {
-        open(&release, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-            .ok()
+        open(
+            &release,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
     });
     write(&fifo, b"go\n").unwrap_or_else(|e| fail(format!("write to the fifo: {e}")));
     drop(fifo);
@@ -567,7 +575,10 @@ autostart = false
     }
     assert_eq!(supergo.state("manual"), "Stopped");
     let status = field(&manager.seen[ready], "STATUS").unwrap_or_else(|| {
-        fail(format!("READY=1 came without a STATUS= line: {:?}", manager.seen))
+        fail(format!(
+            "READY=1 came without a STATUS= line: {:?}",
+            manager.seen
+        ))
     });
     assert!(
         status.contains("program") && !status.contains('\n'),
@@ -600,8 +611,8 @@ start_secs = 0.2
     let (http, body) = supergo.sg.api("POST", "/update");
     assert_eq!(http, 200, "{body}");
     let reloading = manager.wait_for("RELOADING=1", ready + 1, TIMEOUT);
-    let usec = field(&manager.seen[reloading], "MONOTONIC_USEC")
-        .and_then(|v| v.parse::<u64>().ok());
+    let usec =
+        field(&manager.seen[reloading], "MONOTONIC_USEC").and_then(|v| v.parse::<u64>().ok());
     assert!(
         usec.is_some_and(|u| u > 0),
         "RELOADING=1 carries MONOTONIC_USEC: {:?}",

@@ -20,9 +20,7 @@ pub fn exit_status(last: Option<ExitStatus>) -> u8 {
         // waitpid gives 0..=255; anything else cannot be an exit code, and must not pass
         // for success.
         Some(ExitStatus::Code(code)) => u8::try_from(code).unwrap_or(1),
-        Some(ExitStatus::Signal(signal, _)) => {
-            u8::try_from(128 + signal as i32).unwrap_or(u8::MAX)
-        }
+        Some(ExitStatus::Signal(signal, _)) => u8::try_from(128 + signal as i32).unwrap_or(u8::MAX),
     }
 }
 

@@ -25,9 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
 
 use crate::status::State;
 
@@ -158,7 +156,12 @@ impl Manager {
             SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
             None,
         )
-        .map_err(|e| bad(&format!(": cannot create a socket to reach it ({})", e.desc())))?;
+        .map_err(|e| {
+            bad(&format!(
+                ": cannot create a socket to reach it ({})",
+                e.desc()
+            ))
+        })?;
         Ok(Manager {
             socket,
             addr,
@@ -195,7 +198,12 @@ impl Manager {
     fn send(&self, message: &str) -> Result<(), String> {
         let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
         let sent = loop {
-            match sendto(self.socket.as_raw_fd(), message.as_bytes(), &self.addr, flags) {
+            match sendto(
+                self.socket.as_raw_fd(),
+                message.as_bytes(),
+                &self.addr,
+                flags,
+            ) {
                 Err(Errno::EINTR) => continue,
                 other => break other,
             }

@@ -160,8 +160,7 @@ fn a_program_run_by_another_program_is_not_claimed() {
     // the name of one of ours: they are the inner supergo's, not ours.
     let name = unique_name();
     let inner = unique_name();
-    let script =
-        format!("{PROGRAM_VARIABLE}={name} setsid sleep 300 & echo $!; exec sleep 300");
+    let script = format!("{PROGRAM_VARIABLE}={name} setsid sleep 300 & echo $!; exec sleep 300");
     let mut program = Program::start(&inner, &script);
     let nested = program.next_pid();
     poll("the nested helper to leave the group", || {

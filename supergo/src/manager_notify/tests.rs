@@ -156,7 +156,9 @@ fn a_gone_manager_is_reported_once_until_it_is_back() {
     assert_eq!(receive(&receiver), "STATUS=three\n");
     drop(receiver);
     std::fs::remove_file(&path).expect("remove the socket file");
-    manager.status("four").expect_err("gone again: reported again");
+    manager
+        .status("four")
+        .expect_err("gone again: reported again");
 }
 
 #[test]
