@@ -147,14 +147,26 @@ fn top_under(root: i32, pid: i32, table: &HashMap<i32, Stat>) -> Option<i32> {
 
 /// True when the environment of `pid` holds `SUPERGO_PROGRAM=program`.
 fn runs_for(pid: i32, program: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false; // gone, or not ours to read
-    };
     let wanted = format!("{PROGRAM_VARIABLE}={program}");
-    environ
-        .split(|&b| b == 0)
-        .any(|entry| entry == wanted.as_bytes())
+    // A process in the middle of `execve` shows an empty environment for a moment (the new
+    // image's is not in place yet), so an empty one is read again a few times before it is
+    // believed. A process that really has none costs a few milliseconds, once per stop.
+    for _ in 0..EMPTY_ENVIRON_READS {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            return false; // gone, or not ours to read
+        };
+        if !environ.is_empty() {
+            return environ
+                .split(|&b| b == 0)
+                .any(|entry| entry == wanted.as_bytes());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
 }
+
+/// How often an empty `/proc/PID/environ` is read before it is taken as empty.
+const EMPTY_ENVIRON_READS: usize = 5;
 
 /// A pidfd for the process `stat` describes, if it still is that process once the pidfd
 /// exists.

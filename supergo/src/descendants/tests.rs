@@ -91,6 +91,15 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Waits until `pid` runs `sleep`: past its last `execve`, so its environment is final
+/// (a forked shell shows its parent's until it execs, and nothing in the middle of one).
+fn wait_exec_sleep(pid: i32) {
+    poll(&format!("pid {pid} to exec sleep"), || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "sleep").then_some(())
+    });
+}
+
 fn pids(found: &[Escaped]) -> Vec<i32> {
     let mut pids: Vec<i32> = found.iter().map(|e| e.pid().as_raw()).collect();
     pids.sort_unstable();
@@ -163,9 +172,12 @@ fn a_program_run_by_another_program_is_not_claimed() {
     let script = format!("{PROGRAM_VARIABLE}={name} setsid sleep 300 & echo $!; exec sleep 300");
     let mut program = Program::start(&inner, &script);
     let nested = program.next_pid();
-    poll("the nested helper to leave the group", || {
-        (read_stat(nested)?.pgid == nested).then_some(())
-    });
+    wait_exec_sleep(nested);
+    assert_eq!(
+        read_stat(nested).map(|s| s.pgid),
+        Some(nested),
+        "it left the group"
+    );
     assert!(runs_for(nested, &name), "the helper carries our name");
     assert!(
         find_escaped(&name, &[]).is_empty(),
@@ -186,6 +198,7 @@ fn an_orphan_outside_our_tree_is_not_claimed() {
         let parent = read_stat(orphan)?.ppid;
         (parent != program.pid().as_raw()).then_some(())
     });
+    wait_exec_sleep(orphan);
     assert!(runs_for(orphan, &name));
     assert!(find_escaped(&name, &[]).is_empty());
 }
