@@ -5,6 +5,7 @@ mod api;
 mod child_contract;
 mod children;
 mod config_check;
+mod container;
 mod container_output;
 mod control_hardening;
 mod control_plane;

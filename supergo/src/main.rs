@@ -53,6 +53,8 @@ fn main() -> ExitCode {
         None,
     );
     limit_malloc_arenas();
+    // Before any thread exists: it takes NOTIFY_SOCKET out of supergo's environment.
+    supergo::manager_notify::init();
     supergo::spawn::close_inherited_fds_on_exec();
     let args = match parse_args() {
         Ok(Some(args)) => args,
@@ -195,6 +197,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         format!("cannot listen on {listen} for the control API: {e} — is another supergo running? (use --listen to pick another address)")
     })?;
 
+    supergo::descendants::become_subreaper();
     let (core_tx, core_rx) = unbounded();
     let reaper = Arc::new(Reaper::new());
     // Handlers first: a child must never exit before SIGCHLD is being watched.
@@ -225,6 +228,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     .start()
     .map_err(|e| format!("cannot start the control API threads: {e}"))?;
     supervisor.run(core_rx);
+    supergo::manager_notify::stopping();
     // Every child has exited: write what is left in the log pipes before exiting.
     logs.shutdown();
     Ok(())
