@@ -27,8 +27,12 @@
 //! supergo may not read (a set-uid program), is not found; neither is one that was orphaned
 //! while supergo could not be its subreaper.
 
+mod snapshot;
+
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::libc;
@@ -98,13 +102,28 @@ impl Escaped {
 
 /// Every process of `program` that escaped its process groups `groups` (those the worker
 /// signals itself), among supergo's descendants. The order is unspecified.
+///
+/// Passing the groups of *every* program's processes (not only this one's) costs nothing in
+/// what is found, since a process in another program's group is not this program's, and
+/// spares reading the environment of each of those processes.
+///
+/// The process table is shared with the callers of the same moment (see `snapshot`): at a
+/// shutdown, every program asks at once.
 pub fn find_escaped(program: &str, groups: &[Pid]) -> Vec<Escaped> {
-    find_under(Pid::this(), program, groups)
+    static SHARED: OnceLock<snapshot::Shared> = OnceLock::new();
+    let table = SHARED
+        .get_or_init(snapshot::Shared::default)
+        .since(Instant::now());
+    find_under(&table, Pid::this(), program, groups)
 }
 
-/// [`find_escaped`] among the descendants of `root`.
-fn find_under(root: Pid, program: &str, groups: &[Pid]) -> Vec<Escaped> {
-    let table = process_table();
+/// [`find_escaped`] among the descendants of `root`, in `table`.
+fn find_under(
+    table: &HashMap<i32, Stat>,
+    root: Pid,
+    program: &str,
+    groups: &[Pid],
+) -> Vec<Escaped> {
     let root = root.as_raw();
     let mut found = Vec::new();
     for stat in table.values() {
@@ -114,7 +133,7 @@ fn find_under(root: Pid, program: &str, groups: &[Pid]) -> Vec<Escaped> {
         {
             continue;
         }
-        let Some(top) = top_under(root, stat.pid, &table) else {
+        let Some(top) = top_under(root, stat.pid, table) else {
             continue; // not in supergo's tree
         };
         if !runs_for(stat.pid, program) || (top != stat.pid && !runs_for(top, program)) {

@@ -7,10 +7,29 @@
 //! This module owns how that exit status is derived, as a shell reports a child's:
 //! - the program exited with code N: N;
 //! - a signal killed it: 128 + the signal number (SIGKILL: 137, SIGTERM: 143);
-//! - it never ran (its command could not be executed, its listeners could not be bound):
-//!   1, the generic failure.
+//! - it never ran (its command could not be executed, its listeners could not be bound), or
+//!   its last try never became ready (`ready = "notify"`) and was stopped: 1, the generic
+//!   failure.
+//!
+//! A program going `Fatal` after failed starts ends with its last try: the status of that
+//! try's exit, or 1 as above.
+//!
+//! The parts: the worker notices the end (`program::ended`) and tells the core ([`Ended`]);
+//! the core logs [`reason`], stops everything as for a stop signal, and `main` exits with
+//! [`exit_status`] (`supervisor::essential`).
 
 use crate::reaper::ExitStatus;
+
+/// What a worker tells the core when its essential program has ended for good.
+#[derive(Clone, Debug)]
+pub struct Ended {
+    pub program: String,
+    /// How its last process ended, when that ending is what made the program end: the
+    /// serving process exited and is not started again, or its exit was the last failed
+    /// start. `None` when no process of it ran to the end: its command could not be executed,
+    /// its listeners could not be bound, or it never became ready and was stopped.
+    pub last: Option<ExitStatus>,
+}
 
 /// supergo's exit status after the essential program ended with `last` (`None`: no process
 /// of it ever started).
@@ -28,7 +47,7 @@ pub fn exit_status(last: Option<ExitStatus>) -> u8 {
 /// status supergo will exit with.
 pub fn reason(program: &str, last: Option<ExitStatus>) -> String {
     let how = match last {
-        None => "never started".to_string(),
+        None => "never started, or never became ready".to_string(),
         Some(status) => status.to_string(),
     };
     format!(

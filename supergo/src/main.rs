@@ -33,7 +33,10 @@ Options:
   --help          print this help and exit
 
 The original supergo's spellings -config, -listen and -version work too.
-Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update.
+Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update;
+USR1 = reopen the log files.
+Exit status: 0 after a stop signal; 1 when supergo cannot start; with an essential
+program, that program's exit status once it has ended for good.
 ";
 
 struct Args {
@@ -79,7 +82,7 @@ fn main() -> ExitCode {
         return check(&config);
     }
     match run(args, config) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             error!("{e}");
             ExitCode::from(1)
@@ -171,7 +174,9 @@ fn check(config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(args: Args, config: Config) -> Result<(), String> {
+/// Runs supergo until it stops: `Ok` with its exit status (0 after a stop signal, an essential
+/// program's status after its end), or the error that kept it from starting (exit status 1).
+fn run(args: Args, config: Config) -> Result<u8, String> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
@@ -208,6 +213,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         reaper,
         pool: Arc::new(ListenerPool::new()),
         logs: logs.clone(),
+        core: core_tx.clone(),
     });
 
     info!(
@@ -227,11 +233,10 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     }
     .start()
     .map_err(|e| format!("cannot start the control API threads: {e}"))?;
-    supervisor.run(core_rx);
-    supergo::manager_notify::stopping();
+    let status = supervisor.run(core_rx);
     // Every child has exited: write what is left in the log pipes before exiting.
     logs.shutdown();
-    Ok(())
+    Ok(status)
 }
 
 /// A control API reachable from the network without a token would let anyone run

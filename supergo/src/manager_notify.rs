@@ -18,11 +18,16 @@
 //!   request under `Type=notify-reload`; older versions ignore it).
 //!
 //! The core calls [`ready`], [`reloading`], [`reloaded`], [`stopping`] and [`status`]; each
-//! does nothing when supergo was not started with `NOTIFY_SOCKET`.
+//! does nothing when supergo was not started with `NOTIFY_SOCKET`. They keep systemd's order
+//! whatever the order of the calls (the initial start, an update and a shutdown run in
+//! different threads): `READY=1` once, first; `RELOADING=1` and the `READY=1` that ends it
+//! only after it and before the shutdown; nothing but `STOPPING=1` and `STATUS=` after that.
+//! (An update during the initial start tells nothing: systemd would take its `READY=1` for
+//! the end of the start.)
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use nix::errno::Errno;
 use nix::sys::socket::{sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
@@ -34,6 +39,26 @@ pub const VARIABLE: &str = "NOTIFY_SOCKET";
 
 /// The manager's socket, once [`init`] has run: `None` when supergo has no manager to tell.
 static MANAGER: OnceLock<Option<Manager>> = OnceLock::new();
+
+/// Where supergo is in systemd's sequence (see the module docs). Held across each send, so
+/// that a `READY=1` decided before the shutdown cannot arrive after its `STOPPING=1`.
+static PHASE: Mutex<Phase> = Mutex::new(Phase::Starting);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Ready,
+    Stopping,
+}
+
+/// Sends `message` when supergo is in phase `when`, then moves to `then`.
+fn in_phase(when: &[Phase], then: Phase, message: impl FnOnce(&Manager) -> Result<(), String>) {
+    let mut phase = PHASE.lock().unwrap_or_else(|p| p.into_inner());
+    if when.contains(&phase) {
+        *phase = then;
+        send_with(message);
+    }
+}
 
 /// Reads `NOTIFY_SOCKET` and removes it from supergo's environment. Call once, first thing
 /// in `main`, before any thread exists (changing the environment is not thread-safe). An
@@ -60,24 +85,33 @@ pub fn target() -> Option<&'static str> {
     manager().map(|m| m.target.as_str())
 }
 
-/// The initial start is done (every autostart program Running or Fatal): `READY=1`.
+/// True when supergo has a service manager to tell (it was started with `NOTIFY_SOCKET`).
+pub fn enabled() -> bool {
+    manager().is_some()
+}
+
+/// The initial start is done (every autostart program Running or Fatal): `READY=1`. Once,
+/// and never after [`stopping`].
 pub fn ready(summary: &str) {
-    send_with(|m| m.ready(summary));
+    in_phase(&[Phase::Starting], Phase::Ready, |m| m.ready(summary));
 }
 
-/// An update (`supergoctl update`, SIGHUP) begins: `RELOADING=1`.
+/// An update (`supergoctl update`, SIGHUP) begins: `RELOADING=1` (between [`ready`] and
+/// [`stopping`] only).
 pub fn reloading() {
-    send_with(Manager::reloading);
+    in_phase(&[Phase::Ready], Phase::Ready, Manager::reloading);
 }
 
-/// The update is done, whatever its outcome: `READY=1` again.
+/// The update is done, whatever its outcome: `READY=1` again (between [`ready`] and
+/// [`stopping`] only).
 pub fn reloaded(summary: &str) {
-    send_with(|m| m.ready(summary));
+    in_phase(&[Phase::Ready], Phase::Ready, |m| m.ready(summary));
 }
 
 /// Shutdown begins: `STOPPING=1`. Sent once; later calls do nothing.
 pub fn stopping() {
-    send_with(Manager::stopping);
+    let all = [Phase::Starting, Phase::Ready, Phase::Stopping];
+    in_phase(&all, Phase::Stopping, Manager::stopping);
 }
 
 /// A new one-line summary for `systemctl status`.

@@ -103,9 +103,9 @@ impl Reaper {
 
     /// Registers `pid` for `route`, or hands it its exit at once when the reaper was first.
     fn register(&self, pid: Pid, pidfd: Option<OwnedFd>, route: &Sender<Exit>, since: Instant) {
-        let (parked, expired) = {
+        let parked = {
             let mut table = self.table();
-            let expired = table.parking.expire(Instant::now());
+            table.parking.expire(Instant::now());
             // A parked exit of this pid is this child's only if the child has exited: the
             // pidfd says so (an orphan of the same pid reaped meanwhile is not it).
             let exited = pidfd.as_ref().is_none_or(has_exited);
@@ -118,12 +118,17 @@ impl Reaper {
                 table.routes.insert(pid, route.clone());
                 spawn::register_child(pid, pidfd);
             }
-            (parked, expired)
+            parked
         };
         if let Some(exit) = parked {
             let _ = route.send(exit);
         }
-        log_unclaimed(expired);
+    }
+
+    /// Every pid registered now: the live processes of every program (their process groups
+    /// are the ones the workers signal themselves).
+    pub fn registered_pids(&self) -> Vec<Pid> {
+        self.table().routes.keys().copied().collect()
     }
 
     /// Reaps every child that has exited and routes each exit. Called on SIGCHLD.
@@ -150,22 +155,24 @@ impl Reaper {
             status,
             at: Instant::now(),
         };
-        let (route, expired) = {
+        let route = {
             let mut table = self.table();
             let route = table.routes.remove(&pid);
             if route.is_some() {
                 // Reaped: its pid is free for reuse, so its pidfd goes too.
                 spawn::forget_child(pid);
             } else {
+                // Not registered (yet): a spawn's child reaped before its registration, or,
+                // far more often, an orphan (see `parking`).
                 table.parking.park(exit);
             }
-            (route, table.parking.expire(exit.at))
+            table.parking.expire(exit.at);
+            route
         };
         // A worker that is gone no longer cares; nothing to do.
         if let Some(route) = route {
             let _ = route.send(exit);
         }
-        log_unclaimed(expired);
     }
 }
 
@@ -173,14 +180,4 @@ impl Reaper {
 fn has_exited(pidfd: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-}
-
-fn log_unclaimed(expired: Vec<Exit>) {
-    for exit in expired {
-        crate::warn!(
-            "reaped pid {} that no program owns ({})",
-            exit.pid,
-            exit.status
-        );
-    }
 }
