@@ -627,3 +627,63 @@ start_secs = 0.2
     manager.wait_for("READY=1", again + 1, TIMEOUT);
     assert_eq!(manager.count("STOPPING=1"), 0, "{:?}", manager.seen);
 }
+
+// ---------------------------------------------------------------------------------------------
+// PID 1 duties: every signal a container runtime sends
+
+/// As PID 1 (where a signal without a handler is dropped, not fatal): HUP applies the config
+/// file (`update`), USR1 reopens the log files, and INT and QUIT, like TERM (tested above),
+/// stop every program and make supergo exit 0.
+#[test]
+fn as_pid_1_hup_updates_usr1_reopens_logs_and_int_or_quit_exit_0() {
+    let test = "as_pid_1_hup_updates_usr1_reopens_logs_and_int_or_quit_exit_0";
+    if !can_run_as_pid_1(test) {
+        return;
+    }
+    let first = r#"
+[program.worker]
+command = "{probe} sleep"
+start_secs = 0.2
+stdout_file = "{dir}/worker.out"
+"#;
+    for stop in [Signal::SIGINT, Signal::SIGQUIT] {
+        let sg = Supergo::new(&format!("as_pid_1_signals_{stop}"));
+        sg.write_config(first);
+        let mut supergo = Launched::start(sg, true, &[]);
+        supergo.wait_state("worker", "Running");
+
+        // HUP = update: a program added to the file starts.
+        supergo.sg.write_config(&format!(
+            "{first}\n[program.added]\ncommand = \"{{probe}} sleep\"\nstart_secs = 0.2\n"
+        ));
+        supergo.signal(Signal::SIGHUP);
+        supergo.wait_state("added", "Running");
+
+        // USR1 = reopen the log files: one moved away (as logrotate does) is made again.
+        let out = supergo.sg.path("worker.out");
+        poll_until(TIMEOUT, "worker.out to exist", || out.exists().then_some(()));
+        fs::rename(&out, supergo.sg.path("worker.out.1"))
+            .unwrap_or_else(|e| fail(format!("rename worker.out: {e}")));
+        supergo.signal(Signal::SIGUSR1);
+        poll_until(TIMEOUT, "supergo to reopen worker.out at its path", || {
+            out.exists().then_some(())
+        });
+
+        let children: Vec<i32> = descendants(supergo.pid).iter().map(|p| p.pid).collect();
+        supergo.signal(stop);
+        let exit = supergo.wait_exit(TIMEOUT * 3);
+        assert_eq!(
+            exit.code(),
+            Some(0),
+            "supergo as PID 1 must exit 0 on {stop}, got {exit}: {}",
+            supergo.sg.dump()
+        );
+        for pid in children {
+            assert!(
+                proc_stat(pid).is_none(),
+                "pid {pid} outlived supergo after {stop}: {}",
+                supergo.sg.dump()
+            );
+        }
+    }
+}

@@ -9,6 +9,8 @@ mod container;
 mod container_output;
 mod control_hardening;
 mod control_plane;
+mod escaped_helpers;
+mod exit_status;
 mod handover;
 mod lifecycle;
 mod logs;

@@ -5,12 +5,11 @@
 //! once (an exec error) can be reaped before that; its exit waits here and is handed over
 //! at the registration.
 //!
-//! Most exits parked here are orphans' instead: supergo, as PID 1 or as its programs' child
-//! subreaper, inherits every descendant whose parent exits (a daemonizing helper, a script's
-//! background job). Their exits are routine and nobody claims them: they are dropped quietly
-//! after [`KEEP_FOR`], or, should orphans exit faster than that, the oldest first once
-//! [`MAX_PARKED`] wait. Neither can drop a spawn's own exit: it is claimed within
-//! microseconds of being parked. An orphan's exit is never taken for a spawn's: a claim needs
+//! Exits are parked only while a clone is in flight (see the reaper's docs on orphans), and
+//! some of them are orphans': nobody claims those. They are dropped quietly when no clone is
+//! left in flight, or, should a clone hang, after [`KEEP_FOR`], or, should orphans exit
+//! faster than that, the oldest first once [`MAX_PARKED`] wait. None of these can drop a
+//! spawn's own exit: it is claimed within microseconds of being parked. An orphan's exit is never taken for a spawn's: a claim needs
 //! the spawn's pid, an exit reaped after its clone began, and (with a pidfd, Linux 5.3) a
 //! child that has exited; only a pid reused within one clone could pass all three.
 
@@ -52,6 +51,11 @@ impl Parking {
             .iter()
             .position(|e| e.pid == pid && e.at >= since)?;
         Some(self.exits.remove(index))
+    }
+
+    /// Drops every parked exit.
+    pub(super) fn clear(&mut self) {
+        self.exits.clear();
     }
 
     /// Removes and returns the exits parked for longer than [`KEEP_FOR`] at `now` (the
