@@ -29,7 +29,7 @@
 
 mod snapshot;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -125,11 +125,13 @@ fn find_under(
     groups: &[Pid],
 ) -> Vec<Escaped> {
     let root = root.as_raw();
+    // A set: the worker passes the groups of every program, a thousand with as many programs.
+    let groups: HashSet<i32> = groups.iter().map(|group| group.as_raw()).collect();
     let mut found = Vec::new();
     for stat in table.values() {
         if stat.pid == root
             || stat.state == 'Z'
-            || groups.iter().any(|group| group.as_raw() == stat.pgid)
+            || groups.contains(&stat.pgid)
         {
             continue;
         }
