@@ -11,8 +11,11 @@
 //!   socket) and must say `READY=1` once the initial start is done, `RELOADING=1` … `READY=1`
 //!   around an update, and `STOPPING=1` at shutdown.
 //!
-//! Tests marked NEEDS CORE WIRING check what the supervisor must call (manager_notify::ready,
-//! reloading, reloaded; a quiet reaper for orphans). They fail until that is wired.
+//! - PID 1 duties: every signal a container runtime sends is handled (TERM, INT, QUIT stop
+//!   every program and supergo exits 0; HUP updates; USR1 reopens the log files).
+//!
+//! The exit statuses of an `essential` program are tested in `exit_status`; the helpers that
+//! leave their program's process group, in `escaped_helpers`.
 //!
 //! supergo is launched here rather than by `Supergo::spawn`, which cannot add `NOTIFY_SOCKET`
 //! nor wrap it in `unshare`; the harness's `Supergo` still owns the directory, the ports and
@@ -358,8 +361,8 @@ fn not_pid_1_supergo_is_the_subreaper_of_its_programs_orphans() {
     );
 }
 
-/// NEEDS CORE WIRING: the reaper logs "reaped pid N that no program owns" for every orphan
-/// today; issue 16 wants orphans reaped quietly (no log line per orphan).
+/// Orphans are routine for a subreaper (or PID 1): reaped quietly, with no log line each (as
+/// supergo once wrote "reaped pid N that no program owns" for every one).
 #[test]
 fn orphans_are_reaped_without_a_log_line_each() {
     let supergo = orphan_is_reaped("orphans_are_reaped_without_a_log_line_each", false);
@@ -533,7 +536,7 @@ environment = { PROBE_REPORT = "{dir}/worker.json" }
     );
 }
 
-/// NEEDS CORE WIRING: `manager_notify::ready(summary)` once the initial start is done.
+/// `READY=1`, with a one-line `STATUS=`, once the initial start is done, and only then.
 #[test]
 fn systemd_notify_ready_once_every_autostart_program_is_running_or_fatal() {
     let mut manager = ServiceManager::bind();
@@ -588,9 +591,8 @@ autostart = false
     assert_eq!(manager.count("STOPPING=1"), 0, "{:?}", manager.seen);
 }
 
-/// NEEDS CORE WIRING: `manager_notify::reloading()` when an update begins (POST /update,
-/// SIGHUP) and `manager_notify::reloaded(summary)` when it is done; `ready` after the initial
-/// start, which this test waits for first.
+/// `RELOADING=1` when an update begins (POST /update, SIGHUP) and `READY=1` when it is done;
+/// after the initial `READY=1`, which this test waits for first.
 #[test]
 fn systemd_notify_reloading_then_ready_around_an_update() {
     let mut manager = ServiceManager::bind();
@@ -661,7 +663,9 @@ stdout_file = "{dir}/worker.out"
 
         // USR1 = reopen the log files: one moved away (as logrotate does) is made again.
         let out = supergo.sg.path("worker.out");
-        poll_until(TIMEOUT, "worker.out to exist", || out.exists().then_some(()));
+        poll_until(TIMEOUT, "worker.out to exist", || {
+            out.exists().then_some(())
+        });
         fs::rename(&out, supergo.sg.path("worker.out.1"))
             .unwrap_or_else(|e| fail(format!("rename worker.out: {e}")));
         supergo.signal(Signal::SIGUSR1);

@@ -41,14 +41,20 @@ fn program(name: &str, stop_timeout: &str) -> String {
 /// environment is final): its pid, registered for the cleanup.
 fn helper_of(sg: &Supergo, name: &str) -> i32 {
     let file = sg.path(&format!("{name}-helper.pid"));
-    let pid: i32 = poll_until(TIMEOUT, &format!("{name}'s helper to write its pid"), || {
-        fs::read_to_string(&file).ok()?.trim().parse().ok()
-    });
+    let pid: i32 = poll_until(
+        TIMEOUT,
+        &format!("{name}'s helper to write its pid"),
+        || fs::read_to_string(&file).ok()?.trim().parse().ok(),
+    );
     sg.register(pid);
-    poll_until(TIMEOUT, &format!("{name}'s helper {pid} to run the probe"), || {
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "probe").then_some(())
-    });
+    poll_until(
+        TIMEOUT,
+        &format!("{name}'s helper {pid} to run the probe"),
+        || {
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "probe").then_some(())
+        },
+    );
     pid
 }
 
@@ -78,7 +84,11 @@ fn a_setsid_helper_is_stopped_with_its_program_and_another_programs_is_not() {
     let sg = Supergo::new("a_setsid_helper_is_stopped_with_its_program");
     sg.write_file("app.sh", &app_script("app", "sleep", false));
     sg.write_file("other.sh", &app_script("other", "sleep", false));
-    sg.write_config(&format!("{}\n{}", program("app", "5"), program("other", "5")));
+    sg.write_config(&format!(
+        "{}\n{}",
+        program("app", "5"),
+        program("other", "5")
+    ));
     sg.spawn(&[]);
     sg.wait_ready();
     let app = serving_pid(&sg, "app");
@@ -99,10 +109,15 @@ fn a_setsid_helper_is_stopped_with_its_program_and_another_programs_is_not() {
         "the setsid'd helper {helper} outlived its program's stop: {}",
         sg.dump()
     );
-    assert!(!pid_alive(app), "the program's process {app} outlived its stop");
+    assert!(
+        !pid_alive(app),
+        "the program's process {app} outlived its stop"
+    );
     let log = sg.log();
     assert!(
-        log.contains(&format!("app: pid {helper} left the program's process group")),
+        log.contains(&format!(
+            "app: pid {helper} left the program's process group"
+        )),
         "the log says which process was found outside the group: {}",
         sg.dump()
     );
@@ -112,7 +127,8 @@ fn a_setsid_helper_is_stopped_with_its_program_and_another_programs_is_not() {
         sg.dump()
     );
     assert_eq!(
-        sg.status("other")["state"], "Running",
+        sg.status("other")["state"],
+        "Running",
         "the other program runs on"
     );
 }
@@ -146,9 +162,15 @@ fn at_shutdown_an_orphaned_helper_that_ignores_sigterm_is_killed_and_supergo_exi
     );
     let log = sg.log();
     let killed = format!("app: pid {helper} (outside the program's process group) still running at its stop_timeout: sending SIGKILL");
-    assert!(log.contains(&killed), "{killed:?} is not in the log: {}", sg.dump());
+    assert!(
+        log.contains(&killed),
+        "{killed:?} is not in the log: {}",
+        sg.dump()
+    );
     // The stop waited for it: the program counted as stopped only after the SIGKILL.
-    let stopped = log.find("app: stopped").unwrap_or_else(|| fail("no `app: stopped`"));
+    let stopped = log
+        .find("app: stopped")
+        .unwrap_or_else(|| fail("no `app: stopped`"));
     assert!(
         log.find(&killed).is_some_and(|k| k < stopped),
         "the program's stop ended before its helper was gone: {}",

@@ -129,10 +129,7 @@ fn find_under(
     let groups: HashSet<i32> = groups.iter().map(|group| group.as_raw()).collect();
     let mut found = Vec::new();
     for stat in table.values() {
-        if stat.pid == root
-            || stat.state == 'Z'
-            || groups.contains(&stat.pgid)
-        {
+        if stat.pid == root || stat.state == 'Z' || groups.contains(&stat.pgid) {
             continue;
         }
         let Some(top) = top_under(root, stat.pid, table) else {
