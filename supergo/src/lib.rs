@@ -9,17 +9,23 @@
 //! - `spawn`: fork/exec with everything allocated before the fork;
 //! - `listener`: binding the sockets that children receive at fd 3, 4, …;
 //! - `notify`: `NOTIFY_SOCKET` readiness;
+//! - `manager_notify`: supergo's own `NOTIFY_SOCKET` (READY/RELOADING/STOPPING to systemd);
+//! - `descendants`: processes of a program that left its process group (setsid, daemons);
+//! - `essential`: supergo's exit status when an `essential` program ends for good;
 //! - `handover`: the state format, and carrying it across an exec (upgrade in place);
 //! - `adopt`: state file, /proc and pidfd primitives for adopting children after a crash.
 
 pub mod adopt;
 pub mod config;
 pub mod control;
+pub mod descendants;
+pub mod essential;
 pub mod handover;
 pub mod http;
 pub mod listener;
 pub mod log;
 pub mod logs;
+pub mod manager_notify;
 pub mod metrics;
 pub mod notify;
 pub mod program;

@@ -33,7 +33,10 @@ Options:
   --help          print this help and exit
 
 The original supergo's spellings -config, -listen and -version work too.
-Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update.
+Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update;
+USR1 = reopen the log files.
+Exit status: 0 after a stop signal; 1 when supergo cannot start; with an essential
+program, that program's exit status once it has ended for good.
 ";
 
 struct Args {
@@ -53,6 +56,8 @@ fn main() -> ExitCode {
         None,
     );
     limit_malloc_arenas();
+    // Before any thread exists: it takes NOTIFY_SOCKET out of supergo's environment.
+    supergo::manager_notify::init();
     supergo::spawn::close_inherited_fds_on_exec();
     let args = match parse_args() {
         Ok(Some(args)) => args,
@@ -77,7 +82,7 @@ fn main() -> ExitCode {
         return check(&config);
     }
     match run(args, config) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             error!("{e}");
             ExitCode::from(1)
@@ -169,7 +174,9 @@ fn check(config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(args: Args, config: Config) -> Result<(), String> {
+/// Runs supergo until it stops: `Ok` with its exit status (0 after a stop signal, an essential
+/// program's status after its end), or the error that kept it from starting (exit status 1).
+fn run(args: Args, config: Config) -> Result<u8, String> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
@@ -195,6 +202,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         format!("cannot listen on {listen} for the control API: {e} — is another supergo running? (use --listen to pick another address)")
     })?;
 
+    supergo::descendants::become_subreaper();
     let (core_tx, core_rx) = unbounded();
     let reaper = Arc::new(Reaper::new());
     // Handlers first: a child must never exit before SIGCHLD is being watched.
@@ -205,6 +213,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         reaper,
         pool: Arc::new(ListenerPool::new()),
         logs: logs.clone(),
+        core: core_tx.clone(),
     });
 
     info!(
@@ -224,10 +233,10 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     }
     .start()
     .map_err(|e| format!("cannot start the control API threads: {e}"))?;
-    supervisor.run(core_rx);
+    let status = supervisor.run(core_rx);
     // Every child has exited: write what is left in the log pipes before exiting.
     logs.shutdown();
-    Ok(())
+    Ok(status)
 }
 
 /// A control API reachable from the network without a token would let anyone run

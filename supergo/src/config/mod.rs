@@ -143,6 +143,8 @@ pub struct ProgramConfig {
     pub priority: i32,
     /// Resource name (`nofile`, `core`, …) to the value set as both soft and hard limit.
     pub rlimits: BTreeMap<String, u64>,
+    /// `essential`: when it ends for good, supergo stops the others and exits (`essential`).
+    pub essential: bool,
     /// Where `[program.NAME]` stands. Not part of what makes two configs equal for `update`.
     pub origin: Origin,
 }

@@ -54,6 +54,7 @@ pub const KEYS: &[&str] = &[
     "clear_env",
     "priority",
     "rlimits",
+    "essential",
 ];
 
 /// Resource names `rlimits` accepts: `RLIMIT_<NAME>` in setrlimit(2).
@@ -138,6 +139,7 @@ pub fn read(s: &Section, name: &str, cwd: &Path) -> Result<ProgramConfig, Config
             .integer("priority", i32::MIN.into(), i32::MAX.into())?
             .map_or(999, as_i32),
         rlimits: rlimits(s)?,
+        essential: s.boolean("essential")?.unwrap_or(false),
         // The parser gives every key a span; 0 would mean "line unknown".
         origin: Origin {
             file: s.file.path.clone(),
@@ -531,6 +533,7 @@ fn rlimits(s: &Section) -> Result<BTreeMap<String, u64>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::parse_size;
+    use crate::config::load::load_in;
 
     #[test]
     fn sizes() {
@@ -543,5 +546,32 @@ mod tests {
         assert_eq!(parse_size("5TB"), None);
         assert_eq!(parse_size("-5MB"), None);
         assert_eq!(parse_size("99999999999999999999GB"), None);
+    }
+
+    /// `essential`: off unless asked for, and a boolean, or an error at its line.
+    #[test]
+    fn essential() {
+        let dir = std::env::temp_dir().join(format!("supergo-essential-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        let load = |text: &str| {
+            std::fs::write(dir.join("supergo.toml"), text).expect("write the config");
+            load_in(std::path::Path::new("supergo.toml"), &dir)
+        };
+        let config = load(
+            "[program.web]\ncommand = \"sleep 1\"\nessential = true\n\n\
+             [program.db]\ncommand = \"sleep 1\"\n",
+        )
+        .expect("a valid config");
+        assert!(config.programs["web"].essential);
+        assert!(!config.programs["db"].essential, "the default is false");
+        let err = load("[program.web]\ncommand = \"sleep 1\"\nessential = \"yes\"\n")
+            .expect_err("a string is no boolean")
+            .to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            err.contains("supergo.toml:3:") && err.contains("essential"),
+            "names the file, line and key: {err}"
+        );
+        assert!(err.contains("true or false"), "{err}");
     }
 }

@@ -40,8 +40,14 @@
 //! The `worker` loop only dispatches; the transitions live beside it, one concern a file:
 //! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
 //! `wiring` holds what connects a worker to the rest of supergo (never serialized).
+//!
+//! Two concerns of running as a container's entrypoint (issue 16), each in a file of its
+//! own: `escaped` stops the program's helpers that left its process groups, with it; `ended`
+//! tells the core when an `essential` program has ended for good.
 
 mod commands;
+mod ended;
+mod escaped;
 mod exits;
 mod generations;
 mod handoff;

@@ -1,5 +1,6 @@
-//! Stopping: a stop (or shutdown) cancels whatever was starting, asks every process to stop,
-//! and ends, with its answers, once no process is left.
+//! Stopping: a stop (or shutdown) cancels whatever was starting, asks every process to stop
+//! (and the helpers that left the program's process groups: `escaped`), and ends, with its
+//! answers, once no process is left.
 
 use std::time::SystemTime;
 
@@ -31,6 +32,7 @@ impl Worker {
         if let Some(process) = self.gens.current.take() {
             self.begin_stop(process, StopReason::Stop);
         }
+        self.stop_escaped();
         self.life.state = State::Stopping;
     }
 
@@ -40,9 +42,9 @@ impl Worker {
             .begin_stop(process, reason, &self.resources.config.name);
     }
 
-    /// Ends a stop once nothing is left running.
+    /// Ends a stop once nothing is left running (helpers outside the program's groups too).
     pub(super) fn check_stopped(&mut self) {
-        if !self.life.stop_requested || self.gens.has_processes() {
+        if !self.life.stop_requested || self.gens.has_processes() || self.escaped.running() {
             return;
         }
         self.life.stop_requested = false;

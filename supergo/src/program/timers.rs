@@ -1,6 +1,7 @@
 //! What is due at a moment: a starting process's readiness deadline (ready, or a failed start
 //! for `ready = "notify"`), a handoff's (complete, or roll back), a backoff's next try, the
-//! SIGKILL of a drain that overran `stop_timeout`, and the end of drains whose group emptied.
+//! SIGKILL of a drain that overran `stop_timeout`, and the end of drains whose group emptied;
+//! the same for helpers outside the program's groups being stopped (`escaped`).
 
 use std::time::Instant;
 
@@ -60,5 +61,6 @@ impl Worker {
         }
         self.gens.kill_overdue(now, &self.resources.config.name);
         self.end_emptied_group_drains(now);
+        self.tend_escaped(now);
     }
 }

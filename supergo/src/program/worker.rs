@@ -12,6 +12,7 @@ use std::time::Instant;
 use crossbeam_channel::{at, never, select, unbounded, Receiver, Sender};
 use serde_json::json;
 
+use super::escaped::EscapedHelpers;
 use super::generations::Generations;
 use super::lifecycle::Lifecycle;
 use super::record::{self, Record};
@@ -39,6 +40,12 @@ pub(super) struct Worker {
     pub gens: Generations,
     pub waiters: Waiters,
     pub record: Record,
+
+    // Issue 16 (neither is serialized: see each file's docs).
+    /// Helpers outside the program's process groups being stopped (`escaped`).
+    pub escaped: EscapedHelpers,
+    /// An essential program's end was told to the core (`ended`).
+    pub end_reported: bool,
 }
 
 impl Worker {
@@ -64,6 +71,8 @@ impl Worker {
             gens: Generations::default(),
             waiters: Waiters::default(),
             record: Record::default(),
+            escaped: EscapedHelpers::default(),
+            end_reported: false,
         };
         if let Some(e) = listen_error {
             error!("{}: {e}", worker.name());
@@ -79,6 +88,8 @@ impl Worker {
     }
 
     pub fn run(mut self) {
+        // A program that could not bind its listeners is Fatal before its first turn.
+        self.report_if_ended(None);
         loop {
             let timer = match self.next_deadline() {
                 Some(deadline) => at(deadline),
@@ -88,6 +99,7 @@ impl Worker {
                 Some(n) => n.receiver().clone(),
                 None => never(),
             };
+            let mut serving_exit = None;
             select! {
                 recv(self.commands) -> command => match command {
                     Ok(command) => self.on_command(command),
@@ -100,6 +112,7 @@ impl Worker {
                 },
                 recv(self.exits) -> exit => {
                     if let Ok(exit) = exit {
+                        serving_exit = self.serving_exit(&exit);
                         self.on_exit(exit);
                     }
                 }
@@ -112,6 +125,7 @@ impl Worker {
             }
             self.on_timers(Instant::now());
             self.check_stopped();
+            self.report_if_ended(serving_exit);
             self.publish();
             self.waiters.flush();
             if self.life.shutting_down && self.life.state == State::Stopped {
@@ -120,10 +134,16 @@ impl Worker {
         }
     }
 
-    /// The earliest moment something is due: a readiness or SIGKILL deadline, a retry.
+    /// The earliest moment something is due: a readiness or SIGKILL deadline, a retry, a
+    /// look at the escaped helpers being stopped.
     fn next_deadline(&self) -> Option<Instant> {
         let backoff = self.life.backoff_until.map(|t| t.mono);
-        self.gens.next_deadline().into_iter().chain(backoff).min()
+        self.gens
+            .next_deadline()
+            .into_iter()
+            .chain(backoff)
+            .chain(self.escaped.next_deadline())
+            .min()
     }
 
     /// The `data` of an answer: the program's name, state and serving pid now.

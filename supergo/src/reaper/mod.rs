@@ -7,6 +7,13 @@
 //! once) waits in the parking (`parking.rs`) and is delivered at the registration, so an
 //! instantly failing child is never lost and a hung one freezes no one but its program.
 //!
+//! Orphans: supergo, as PID 1 or as its programs' child subreaper, also reaps every
+//! descendant whose parent exited (a daemonizing helper, a script's background job). Their
+//! exits are routine and go quietly, with no log line each. While no clone is in flight, an
+//! exit of an unregistered pid can only be an orphan's, and is dropped at once; while one is,
+//! it is parked, and dropped when the last clone in flight is registered (or by the
+//! parking's own bounds, should a clone hang).
+//!
 //! The same lock covers the child's pidfd (`spawn::register_child` / `forget_child`): it is
 //! registered with the pid and closed when the pid is reaped.
 //!
@@ -78,6 +85,8 @@ pub struct Reaper {
 struct Table {
     routes: HashMap<Pid, Sender<Exit>>,
     parking: Parking,
+    /// Clones begun and not registered yet (see the module docs on orphans).
+    clones_in_flight: usize,
 }
 
 impl Reaper {
@@ -95,17 +104,35 @@ impl Reaper {
     /// its `execve`.
     pub fn spawn(&self, prepared: &mut Prepared, route: &Sender<Exit>) -> Result<Pid, SpawnError> {
         let since = Instant::now();
+        self.table().clones_in_flight += 1;
         // No lock here: see the module docs.
-        let mut cloned = spawn::clone_child(prepared)?;
+        let mut cloned = match spawn::clone_child(prepared) {
+            Ok(cloned) => cloned,
+            Err(e) => {
+                self.clone_done();
+                return Err(e);
+            }
+        };
         self.register(cloned.pid, cloned.pidfd.take(), route, since);
+        self.clone_done();
         cloned.wait_exec(prepared)
+    }
+
+    /// A clone has been registered (or failed): once none is in flight, every parked exit is
+    /// an orphan's (each clone claimed its own at its registration).
+    fn clone_done(&self) {
+        let mut table = self.table();
+        table.clones_in_flight = table.clones_in_flight.saturating_sub(1);
+        if table.clones_in_flight == 0 {
+            table.parking.clear();
+        }
     }
 
     /// Registers `pid` for `route`, or hands it its exit at once when the reaper was first.
     fn register(&self, pid: Pid, pidfd: Option<OwnedFd>, route: &Sender<Exit>, since: Instant) {
-        let (parked, expired) = {
+        let parked = {
             let mut table = self.table();
-            let expired = table.parking.expire(Instant::now());
+            table.parking.expire(Instant::now());
             // A parked exit of this pid is this child's only if the child has exited: the
             // pidfd says so (an orphan of the same pid reaped meanwhile is not it).
             let exited = pidfd.as_ref().is_none_or(has_exited);
@@ -118,12 +145,17 @@ impl Reaper {
                 table.routes.insert(pid, route.clone());
                 spawn::register_child(pid, pidfd);
             }
-            (parked, expired)
+            parked
         };
         if let Some(exit) = parked {
             let _ = route.send(exit);
         }
-        log_unclaimed(expired);
+    }
+
+    /// Every pid registered now: the live processes of every program (their process groups
+    /// are the ones the workers signal themselves).
+    pub fn registered_pids(&self) -> Vec<Pid> {
+        self.table().routes.keys().copied().collect()
     }
 
     /// Reaps every child that has exited and routes each exit. Called on SIGCHLD.
@@ -150,22 +182,24 @@ impl Reaper {
             status,
             at: Instant::now(),
         };
-        let (route, expired) = {
+        let route = {
             let mut table = self.table();
             let route = table.routes.remove(&pid);
             if route.is_some() {
                 // Reaped: its pid is free for reuse, so its pidfd goes too.
                 spawn::forget_child(pid);
-            } else {
+            } else if table.clones_in_flight > 0 {
+                // Maybe a spawn's child reaped before its registration (or an orphan).
                 table.parking.park(exit);
             }
-            (route, table.parking.expire(exit.at))
+            // Else an orphan's exit: dropped quietly (see the module docs).
+            table.parking.expire(exit.at);
+            route
         };
         // A worker that is gone no longer cares; nothing to do.
         if let Some(route) = route {
             let _ = route.send(exit);
         }
-        log_unclaimed(expired);
     }
 }
 
@@ -173,14 +207,4 @@ impl Reaper {
 fn has_exited(pidfd: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-}
-
-fn log_unclaimed(expired: Vec<Exit>) {
-    for exit in expired {
-        crate::warn!(
-            "reaped pid {} that no program owns ({})",
-            exit.pid,
-            exit.status
-        );
-    }
 }

@@ -3,8 +3,15 @@
 //! A spawn registers its child's pid only after the clone has returned (no lock is held
 //! across the clone: it returns only once the child has exec'd). A child that fails at
 //! once (an exec error) can be reaped before that; its exit waits here and is handed over
-//! at the registration. Exits nobody claims within [`KEEP_FOR`] (orphans reparented to
-//! supergo, say, when it runs as pid 1) are dropped with a log line by the reaper.
+//! at the registration.
+//!
+//! Exits are parked only while a clone is in flight (see the reaper's docs on orphans), and
+//! some of them are orphans': nobody claims those. They are dropped quietly when no clone is
+//! left in flight, or, should a clone hang, after [`KEEP_FOR`], or, should orphans exit
+//! faster than that, the oldest first once [`MAX_PARKED`] wait. None of these can drop a
+//! spawn's own exit: it is claimed within microseconds of being parked. An orphan's exit is never taken for a spawn's: a claim needs
+//! the spawn's pid, an exit reaped after its clone began, and (with a pidfd, Linux 5.3) a
+//! child that has exited; only a pid reused within one clone could pass all three.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +24,10 @@ use super::Exit;
 /// scheduled for a long while, and short enough that strays do not pile up.
 pub(super) const KEEP_FOR: Duration = Duration::from_secs(60);
 
+/// At most this many exits wait: a bound on memory and on the search of each claim, under a
+/// storm of orphans.
+pub(super) const MAX_PARKED: usize = 1024;
+
 #[derive(Default)]
 pub(super) struct Parking {
     /// A handful at most: a short list beats a map.
@@ -25,6 +36,10 @@ pub(super) struct Parking {
 
 impl Parking {
     pub(super) fn park(&mut self, exit: Exit) {
+        if self.exits.len() >= MAX_PARKED {
+            // Parked in order: the first is the oldest, surely an orphan's.
+            self.exits.remove(0);
+        }
         self.exits.push(exit);
     }
 
@@ -35,10 +50,16 @@ impl Parking {
             .exits
             .iter()
             .position(|e| e.pid == pid && e.at >= since)?;
-        Some(self.exits.swap_remove(index))
+        Some(self.exits.remove(index))
     }
 
-    /// Removes and returns the exits parked for longer than [`KEEP_FOR`] at `now`.
+    /// Drops every parked exit.
+    pub(super) fn clear(&mut self) {
+        self.exits.clear();
+    }
+
+    /// Removes and returns the exits parked for longer than [`KEEP_FOR`] at `now` (the
+    /// reaper drops them: see the module docs).
     pub(super) fn expire(&mut self, now: Instant) -> Vec<Exit> {
         if self.exits.is_empty() {
             return Vec::new();
@@ -82,6 +103,19 @@ mod tests {
         parking.park(exit(42, earlier));
         assert!(parking.claim(Pid::from_raw(42), since).is_none());
         assert!(parking.claim(Pid::from_raw(43), earlier).is_none());
+    }
+
+    #[test]
+    fn a_storm_of_orphans_drops_the_oldest_and_keeps_the_newest() {
+        let start = Instant::now();
+        let mut parking = Parking::default();
+        for pid in 0..MAX_PARKED + 10 {
+            parking.park(exit(1000 + pid as i32, start));
+        }
+        assert_eq!(parking.exits.len(), MAX_PARKED);
+        assert!(parking.claim(Pid::from_raw(1000), start).is_none());
+        let newest = Pid::from_raw(1000 + (MAX_PARKED + 9) as i32);
+        assert!(parking.claim(newest, start).is_some());
     }
 
     #[test]

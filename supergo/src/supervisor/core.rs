@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::deadline;
 use super::gather::{start_by_priority, ToStart};
 use super::request::CoreMessage;
+use super::service_manager;
 use crate::config::{Config, ProgramConfig};
 use crate::listener::Listener;
 use crate::program::{self, Command, Context, ProgramHandle};
@@ -56,7 +57,10 @@ impl Supervisor {
                 }
             }
         }
-        start_by_priority(groups);
+        let watched = service_manager::watch(supervisor.programs.values());
+        start_by_priority(groups, move || {
+            service_manager::after_initial_start(watched)
+        });
         supervisor
     }
 
@@ -110,8 +114,11 @@ impl Supervisor {
             .acquire_all(&program.listen_addrs, program.socket_mode)
     }
 
-    /// Serves requests until a shutdown signal; then stops every program and returns.
-    pub fn run(mut self, inbox: Receiver<CoreMessage>) {
+    /// Serves requests until a shutdown signal or the end of an `essential` program; then
+    /// stops every program and returns supergo's exit status: 0 after a signal, the
+    /// essential program's status after its end (see `essential`).
+    pub fn run(mut self, inbox: Receiver<CoreMessage>) -> u8 {
+        let mut exit_status = 0;
         for message in inbox.iter() {
             match message {
                 CoreMessage::Control(request, reply) => self.handle(request, reply),
@@ -120,9 +127,16 @@ impl Supervisor {
                         break;
                     }
                 }
+                CoreMessage::Ended(ended) => {
+                    if let Some(status) = self.on_essential_ended(ended) {
+                        exit_status = status;
+                        break;
+                    }
+                }
             }
         }
         self.shutdown(&inbox);
+        exit_status
     }
 
     /// Returns true when supergo must shut down.

@@ -24,7 +24,11 @@ pub struct ToStart {
 /// priority at once, and the next priority once each of them is running or has failed its
 /// first start (so a database at priority 100 serves before the web tier at 999 starts). A
 /// program that has not answered by its deadline holds up the next priority no longer.
-pub fn start_by_priority(groups: BTreeMap<i32, Vec<ToStart>>) {
+/// `then` runs in the same thread once every priority has had its first start.
+pub fn start_by_priority(
+    groups: BTreeMap<i32, Vec<ToStart>>,
+    then: impl FnOnce() + Send + 'static,
+) {
     let spawned = std::thread::Builder::new()
         .name("starter".into())
         .spawn(move || {
@@ -53,6 +57,7 @@ pub fn start_by_priority(groups: BTreeMap<i32, Vec<ToStart>>) {
                     }
                 }
             }
+            then();
         });
     if let Err(e) = spawned {
         error!("cannot start the starter thread: {e}; no program is started automatically");

@@ -10,13 +10,17 @@
 //! Parts: `core` (the table, the loop, supergo's signals), `request` (what reaches the
 //! core, and `ask`), `requests` (how the core answers each), `update` (reread and
 //! update), `shutdown`, `gather` (the starter and collector threads) and `deadline`
-//! (how long is too long).
+//! (how long is too long); for a container's entrypoint and a systemd service (issue 16),
+//! `essential` (the end of an essential program ends supergo) and `service_manager` (what
+//! supergo tells systemd, and when).
 
 mod core;
 mod deadline;
+mod essential;
 mod gather;
 mod request;
 mod requests;
+mod service_manager;
 mod shutdown;
 mod update;
 

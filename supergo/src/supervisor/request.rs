@@ -1,5 +1,6 @@
 //! What reaches the core (`CoreMessage`): a control request with the channel for its answer,
-//! or one of supergo's own signals; and `ask`, the control threads' side of a request.
+//! one of supergo's own signals, or a worker's news that an essential program ended; and
+//! `ask`, the control threads' side of a request.
 //!
 //! `ask` waits for the answer until a last-resort deadline (see `deadline`): every path in
 //! the core and the workers answers, but should one ever fail to, the client hears which
@@ -60,6 +61,8 @@ pub enum CoreMessage {
     Control(Request, Replier),
     /// One of supergo's own signals (TERM, INT, QUIT, HUP, USR1), as a number.
     Signal(i32),
+    /// From a worker: its `essential` program ended for good (see `essential`).
+    Ended(crate::essential::Ended),
 }
 
 /// Sends `request` to the core and waits for the answer (for the control threads).

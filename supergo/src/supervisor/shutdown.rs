@@ -10,6 +10,7 @@ use crossbeam_channel::{bounded, Receiver, Select};
 
 use super::core::{signal_name, Supervisor};
 use super::request::CoreMessage;
+use crate::manager_notify;
 use crate::program::{Command, ProgramHandle};
 use crate::reply::Reply;
 use crate::{error, info};
@@ -30,6 +31,9 @@ struct Stopping {
 impl Supervisor {
     /// Stops every program, highest `priority` first, and waits for them.
     pub(super) fn shutdown(mut self, inbox: &Receiver<CoreMessage>) {
+        // Before anything stops: a service manager must not take the programs going down
+        // for a failure.
+        manager_notify::stopping();
         let mut groups: BTreeMap<i32, Vec<&ProgramHandle>> = BTreeMap::new();
         for handle in self.programs.values().chain(&self.retiring) {
             groups
@@ -134,6 +138,11 @@ impl Supervisor {
                 "received {} while stopping every program: already shutting down",
                 signal_name(signal)
             ),
+            // A worker said so just before it was asked to stop: it changes nothing now (nor
+            // supergo's exit status, decided by what began the shutdown).
+            CoreMessage::Ended(ended) => {
+                info!("{}: ended while supergo stops every program", ended.program)
+            }
         }
     }
 }

@@ -11,9 +11,12 @@ use serde_json::{json, Value};
 use super::core::Supervisor;
 use super::deadline;
 use super::gather::collect;
+use super::service_manager;
 use crate::config::{self, Config, ProgramConfig};
+use crate::manager_notify;
 use crate::program::Command;
 use crate::reply::{Replier, Reply};
+use crate::status::SharedStatus;
 use crate::{error, info, warn};
 
 /// What `update` would do.
@@ -66,10 +69,13 @@ impl Supervisor {
     /// ones over to a process of their new config. Untouched programs are left alone. A
     /// config that does not load changes nothing.
     pub(super) fn update(&mut self, reply: Replier) {
+        // Every path below ends with `reloaded` (READY=1), once the answer is known.
+        manager_notify::reloading();
         let (diff, new) = match self.reread() {
             Ok(x) => x,
             Err(e) => {
                 error!("update refused, nothing changed: {e}");
+                self.reloaded();
                 let _ = reply.send(Reply::error(400, format!("{e} (nothing was changed)")));
                 return;
             }
@@ -131,11 +137,22 @@ impl Supervisor {
         self.config = new;
         self.retiring.retain(|h| !h.thread.is_finished());
         if pending.is_empty() {
+            self.reloaded();
             let _ = reply.send(Reply::ok("nothing changed", json!([])));
             return;
         }
-        collect(pending, reply, within, |ok, total| {
+        let statuses: Vec<SharedStatus> =
+            self.programs.values().map(|h| h.status.clone()).collect();
+        collect(pending, reply, within, move |ok, total| {
+            manager_notify::reloaded(&service_manager::summary(&statuses));
             format!("update: {ok} of {total} program change(s) succeeded")
         });
+    }
+
+    /// The update is over (`READY=1` to a service manager), with the programs' states now.
+    fn reloaded(&self) {
+        manager_notify::reloaded(&service_manager::summary(
+            self.programs.values().map(|h| &h.status),
+        ));
     }
 }

@@ -1,0 +1,132 @@
+//! A program's processes outside its process groups: helpers that called `setsid` or
+//! daemonized, which the signals to its groups never reach. When the program stops (`stop`,
+//! removal by `update`, supergo's shutdown) the worker looks for them
+//! (`descendants::find_escaped`: supergo's descendants that carry `SUPERGO_PROGRAM=<name>`),
+//! sends each the program's `stop_signal`, SIGKILL at its `stop_timeout`, and the stop ends
+//! only once they are gone too.
+//!
+//! Which groups are left out of the search: those of every registered process of every
+//! program (the workers signal those themselves, each as its `stop_as_group` says), and this
+//! program's own processes. So with `stop_as_group = false` the processes still in the
+//! program's group are left to the program, as that setting asks; only the ones that left it
+//! are stopped here.
+//!
+//! Their exits come as no event (an orphan's is reaped quietly; another's goes to its own
+//! parent): the worker looks again every [`POLL`] while any is left. A process that even
+//! SIGKILL does not end (stuck in the kernel) is given up after [`AFTER_KILL`], with a
+//! warning, so that the stop ends.
+//!
+//! Not serialized: pidfds, and a stop in progress. Helpers left after an upgrade in place or
+//! an adoption are found again by the next stop.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::worker::Worker;
+use crate::descendants::{find_escaped, Escaped};
+use crate::{info, warn};
+
+/// How often the worker looks whether the helpers being stopped have exited.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long a helper may take to go after SIGKILL before the stop ends without it.
+const AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// The helpers being stopped, and their deadlines.
+#[derive(Default)]
+pub(super) struct EscapedHelpers {
+    stopping: Vec<Escaped>,
+    /// When they get SIGKILL; `None` once sent.
+    kill_at: Option<Instant>,
+    /// When the stop ends without those SIGKILL did not end.
+    give_up_at: Option<Instant>,
+}
+
+impl EscapedHelpers {
+    /// True while a helper being stopped may still run.
+    pub fn running(&self) -> bool {
+        !self.stopping.is_empty()
+    }
+
+    /// When the worker must look again: the SIGKILL deadline, or the next poll.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.stopping.is_empty() {
+            return None;
+        }
+        let poll = Instant::now() + POLL;
+        Some(self.kill_at.map_or(poll, |kill_at| kill_at.min(poll)))
+    }
+}
+
+impl Worker {
+    /// Finds the program's helpers outside its groups and sends them its stop signal. Called
+    /// when a stop begins, once the program's own processes have been asked to stop.
+    pub(super) fn stop_escaped(&mut self) {
+        let config = self.resources.config.clone();
+        let mut groups: Vec<Pid> = self.ctx.reaper.registered_pids();
+        groups.extend(self.gens.draining.iter().map(|p| p.pid));
+        groups.extend(self.gens.current.as_ref().map(|p| p.pid));
+        groups.extend(self.gens.handoff.as_ref().map(|h| h.process.pid));
+        let found = find_escaped(&config.name, &groups);
+        let helpers = &mut self.escaped;
+        for helper in found {
+            if helpers.stopping.iter().any(|h| h.pid() == helper.pid()) {
+                continue; // a second stop (a shutdown during a stop): already asked
+            }
+            info!(
+                "{}: pid {} left the program's process group: sending it SIG{}; SIGKILL in {:.1} s if still running",
+                config.name,
+                helper.pid(),
+                config.stop_signal.as_str().trim_start_matches("SIG"),
+                config.stop_timeout.as_secs_f64()
+            );
+            // ESRCH: it exited meanwhile; nothing to wait for then.
+            if helper.signal(config.stop_signal).is_ok() {
+                helpers.stopping.push(helper);
+            }
+        }
+        if helpers.running() && helpers.kill_at.is_none() && helpers.give_up_at.is_none() {
+            let now = Instant::now();
+            helpers.kill_at = Some(now.checked_add(config.stop_timeout).unwrap_or(now));
+        }
+    }
+
+    /// Forgets the helpers that have exited; SIGKILL to the rest at the deadline; gives up on
+    /// those SIGKILL did not end.
+    pub(super) fn tend_escaped(&mut self, now: Instant) {
+        let name = self.resources.config.name.clone();
+        let helpers = &mut self.escaped;
+        helpers.stopping.retain(|h| !h.has_exited());
+        if helpers.stopping.is_empty() {
+            helpers.kill_at = None;
+            helpers.give_up_at = None;
+            return;
+        }
+        if helpers.kill_at.is_some_and(|t| now >= t) {
+            for helper in &helpers.stopping {
+                warn!(
+                    "{name}: pid {} (outside the program's process group) still running at its stop_timeout: sending SIGKILL",
+                    helper.pid()
+                );
+                let _ = helper.signal(Signal::SIGKILL);
+            }
+            helpers.kill_at = None;
+            helpers.give_up_at = Some(now + AFTER_KILL);
+        }
+        if helpers.give_up_at.is_some_and(|t| now >= t) {
+            let pids: Vec<String> = helpers
+                .stopping
+                .iter()
+                .map(|h| h.pid().to_string())
+                .collect();
+            warn!(
+                "{name}: pid(s) {} did not exit {:.0} s after SIGKILL (stuck in the kernel?); the stop ends without them",
+                pids.join(", "),
+                AFTER_KILL.as_secs_f64()
+            );
+            *helpers = EscapedHelpers::default();
+        }
+    }
+}
