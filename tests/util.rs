@@ -741,6 +741,32 @@ impl Supergo {
         *slot = Some(child);
     }
 
+    /// Starts the daemon again after the first one has exited (and was reaped by
+    /// `wait_exit`), with the same directory, config and control address: what an operator
+    /// does after supergo died. The first daemon's output files are kept as
+    /// `supergo-N.out|err` (for the dump). Processes the first daemon left running stay
+    /// registered, so `Drop` kills them even though they are not this daemon's children.
+    pub fn respawn(&self, extra_args: &[&str]) {
+        {
+            let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let child = slot.as_mut().expect("supergo was started before");
+            let exited = child.try_wait().expect("waitpid on supergo");
+            assert!(
+                exited.is_some(),
+                "respawn: the first supergo (pid {}) is still running",
+                child.id()
+            );
+            *slot = None;
+        }
+        let n = self.runs.fetch_add(1, Ordering::SeqCst);
+        for stream in ["out", "err"] {
+            let from = self.path(&format!("supergo.{stream}"));
+            let to = self.path(&format!("supergo-{n}.{stream}"));
+            let _ = fs::rename(&from, &to);
+        }
+        self.spawn(extra_args);
+    }
+
     /// Runs supergo to completion with exactly `args` (e.g. `--config F --check`) in the test
     /// dir; its output also lands in `supergo-run-N.out|err` for the dump.
     pub fn run(&self, args: &[&str]) -> Output {
@@ -1035,6 +1061,9 @@ impl Supergo {
 impl Drop for Supergo {
     fn drop(&mut self) {
         self.kill_everything();
+        // A daemon killed here leaves its state file in the default state_dir (tests that
+        // need one set `state_dir` inside their own directory): nothing of it runs now.
+        let _ = fs::remove_file(default_state_file(&self.control));
         if thread::panicking() {
             eprintln!("test dir kept: {}", self.dir.display());
         } else {
@@ -1047,6 +1076,27 @@ impl Drop for Supergo {
             }
         });
     }
+}
+
+/// The state file supergo keeps for the control address `control` when no `state_dir` is
+/// configured (as `supergo::adopt::state_file` chooses it).
+pub fn default_state_file(control: &str) -> PathBuf {
+    let euid = nix::unistd::geteuid().as_raw();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        _ if euid == 0 => PathBuf::from("/run/supergo"),
+        Some(dir) if dir.is_absolute() => dir.join("supergo"),
+        _ => PathBuf::from(format!("/tmp/supergo-{euid}")),
+    };
+    dir.join(state_file_name(control))
+}
+
+/// The name of the state file of the control address `control` (`127.0.0.1_22106.state`).
+pub fn state_file_name(control: &str) -> String {
+    let name: String = control
+        .chars()
+        .map(|c| if c == ':' || c == '/' || c.is_control() { '_' } else { c })
+        .collect();
+    format!("{name}.state")
 }
 
 /// A process to kill when the test ends. The start time tells it from a later process that

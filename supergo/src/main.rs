@@ -14,7 +14,7 @@ use supergo::logs::LogHub;
 use supergo::program::Context;
 use supergo::reaper::Reaper;
 use supergo::supervisor::Supervisor;
-use supergo::{error, info, signals, warn};
+use supergo::{adopt, error, info, signals, warn};
 
 const USAGE: &str = "\
 supergo — a process supervisor with zero-downtime restart
@@ -34,6 +34,8 @@ Options:
 
 The original supergo's spellings -config, -listen and -version work too.
 Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update.
+If supergo dies, start it again with the same config and control address: it takes its
+running children back (see [supergo] state_dir).
 ";
 
 struct Args {
@@ -190,6 +192,8 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         Err(e) => return Err(format!("control API address: {e}")),
     };
     refuse_open_control(&listen, &config)?;
+    // Before binding: a supergo that still runs on this address is named in the refusal.
+    let mut startup = adopt::startup::begin(config.daemon.state_dir.as_deref(), &listen)?;
     // std's TcpListener is created with SOCK_CLOEXEC: children never inherit it.
     let listener = std::net::TcpListener::bind(&listen).map_err(|e| {
         format!("cannot listen on {listen} for the control API: {e} — is another supergo running? (use --listen to pick another address)")
@@ -215,7 +219,12 @@ fn run(args: Args, config: Config) -> Result<(), String> {
         config.programs.len()
     );
     let token = config.daemon.token.clone();
-    let supervisor = Supervisor::new(config, ctx);
+    // What a supergo that died left running is taken over before anything starts.
+    let adoption = startup.adopt(&config, &ctx.pool);
+    let supervisor = Supervisor::adopting(config, ctx, adoption);
+    if let Some(file) = startup.file.take() {
+        adopt::record::install(file, &listen);
+    }
     Control {
         listener,
         listen: configured_listen,
@@ -225,6 +234,7 @@ fn run(args: Args, config: Config) -> Result<(), String> {
     .start()
     .map_err(|e| format!("cannot start the control API threads: {e}"))?;
     supervisor.run(core_rx);
+    adopt::record::finish();
     // Every child has exited: write what is left in the log pipes before exiting.
     logs.shutdown();
     Ok(())

@@ -39,8 +39,11 @@
 //!
 //! The `worker` loop only dispatches; the transitions live beside it, one concern a file:
 //! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
-//! `wiring` holds what connects a worker to the rest of supergo (never serialized).
+//! `wiring` holds what connects a worker to the rest of supergo (never serialized);
+//! `adopted` reports the processes for the state file and takes over what a dead supergo
+//! left running.
 
+mod adopted;
 mod commands;
 mod exits;
 mod generations;
@@ -68,6 +71,7 @@ use crate::config::ProgramConfig;
 use crate::listener::Listener;
 use crate::status::{ProgramStatus, SharedStatus};
 
+pub use adopted::{launch_adopted, launch_removed};
 pub use process::ready_within;
 pub use resources::SharedConfig;
 pub use wiring::{Command, Context};

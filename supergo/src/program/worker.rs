@@ -12,6 +12,7 @@ use std::time::Instant;
 use crossbeam_channel::{at, never, select, unbounded, Receiver, Sender};
 use serde_json::json;
 
+use super::adopted;
 use super::generations::Generations;
 use super::lifecycle::Lifecycle;
 use super::record::{self, Record};
@@ -39,6 +40,8 @@ pub(super) struct Worker {
     pub gens: Generations,
     pub waiters: Waiters,
     pub record: Record,
+    /// The state file's view of this worker, and what adoption left it (issue 15).
+    pub adoption: adopted::Part,
 }
 
 impl Worker {
@@ -64,6 +67,7 @@ impl Worker {
             gens: Generations::default(),
             waiters: Waiters::default(),
             record: Record::default(),
+            adoption: adopted::Part::new(),
         };
         if let Some(e) = listen_error {
             error!("{}: {e}", worker.name());
@@ -135,17 +139,19 @@ impl Worker {
         })
     }
 
-    fn publish(&self) {
-        let status = record::snapshot(
+    pub(super) fn publish(&self) {
+        let mut status = record::snapshot(
             &self.resources.config,
             &self.resources.listeners,
             self.life.state,
             &self.gens,
             &self.record,
         );
+        self.annotate(&mut status);
         *self
             .status
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+        self.record_table();
     }
 }

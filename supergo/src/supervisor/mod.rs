@@ -9,9 +9,10 @@
 //!
 //! Parts: `core` (the table, the loop, supergo's signals), `request` (what reaches the
 //! core, and `ask`), `requests` (how the core answers each), `update` (reread and
-//! update), `shutdown`, `gather` (the starter and collector threads) and `deadline`
-//! (how long is too long).
+//! update), `shutdown`, `gather` (the starter and collector threads), `deadline`
+//! (how long is too long) and `adopting` (workers for what a dead supergo left running).
 
+mod adopting;
 mod core;
 mod deadline;
 mod gather;
