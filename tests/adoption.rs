@@ -45,13 +45,17 @@ fn start_then_kill(sg: &Supergo) -> i32 {
 /// SIGKILL to supergo, once its state file records each of `serving` as serving (the file
 /// lags the table by up to 50 ms), and waits until supergo is gone.
 fn kill_supergo(sg: &Supergo, serving: &[i32]) {
-    poll_until(TIMEOUT, "the state file to record the serving processes", || {
-        let text = std::fs::read_to_string(state_file(sg)).ok()?;
-        serving
-            .iter()
-            .all(|pid| text.contains(&format!("[.process {pid}]\nrole=serving")))
-            .then_some(())
-    });
+    poll_until(
+        TIMEOUT,
+        "the state file to record the serving processes",
+        || {
+            let text = std::fs::read_to_string(state_file(sg)).ok()?;
+            serving
+                .iter()
+                .all(|pid| text.contains(&format!("[.process {pid}]\nrole=serving")))
+                .then_some(())
+        },
+    );
     sg.signal(Signal::SIGKILL);
     sg.wait_exit(TIMEOUT);
 }
@@ -63,7 +67,7 @@ fn state_file(sg: &Supergo) -> std::path::PathBuf {
 
 /// `respawn`, then waits until the control API answers.
 fn start_again(sg: &Supergo) {
-    sg.respawn(&[]);
+    sg.respawn();
     sg.wait_ready();
 }
 
@@ -92,10 +96,15 @@ fn sigkill_under_load_fails_no_request_and_the_child_is_adopted() {
     load.wait_ok(30, TIMEOUT);
     let report = load.stop();
     report.assert_no_failures();
-    assert_eq!(report.pids.len(), 1, "one process answered throughout: {report}");
+    assert_eq!(
+        report.pids.len(),
+        1,
+        "one process answered throughout: {report}"
+    );
     let log = sg.log();
     assert!(
-        log.contains(&format!("web[{pid}]: adopted")) && log.contains("took back the listening socket"),
+        log.contains(&format!("web[{pid}]: adopted"))
+            && log.contains("took back the listening socket"),
         "{log}"
     );
 }
@@ -149,7 +158,9 @@ fn a_child_killed_while_supergo_was_down_is_started_afresh() {
     assert_eq!(adopted_note(&status), None, "{status}");
     crate::util::http_get(&sg.app_addr(), "/").expect("the new process serves");
     assert!(
-        sg.log().contains(&format!("pid {old} (generation 1) exited while supergo was down")),
+        sg.log().contains(&format!(
+            "pid {old} (generation 1) exited while supergo was down"
+        )),
         "{}",
         sg.log()
     );
@@ -187,10 +198,14 @@ stdout_file = "{dir}/web.out"
     );
     load.wait_ok(30, TIMEOUT);
     start_again(&sg);
-    let status = poll_until(TIMEOUT, "a new generation to replace the adopted one", || {
-        let status = sg.status("web");
-        (status["state"] == "Running" && pid_of(&status) != old).then_some(status)
-    });
+    let status = poll_until(
+        TIMEOUT,
+        "a new generation to replace the adopted one",
+        || {
+            let status = sg.status("web");
+            (status["state"] == "Running" && pid_of(&status) != old).then_some(status)
+        },
+    );
     let new = pid_of(&status);
     assert_eq!(status["generation"], 2, "{status}");
     wait_pid_gone(old, TIMEOUT);
@@ -275,11 +290,17 @@ start_secs = 0.2
         let status = sg.wait_state(name, "Running", TIMEOUT);
         assert_ne!(pid_of(&status), sleeper.pid(), "{status}");
         assert_eq!(adopted_note(&status), None, "{status}");
-        assert!(pid_alive(sleeper.pid()), "{name}: the unrelated process was left alone");
+        assert!(
+            pid_alive(sleeper.pid()),
+            "{name}: the unrelated process was left alone"
+        );
     }
     let log = sg.log();
     assert!(
-        log.contains(&format!("pid {} now belongs to another process", reused.pid())),
+        log.contains(&format!(
+            "pid {} now belongs to another process",
+            reused.pid()
+        )),
         "{log}"
     );
     assert!(
@@ -298,8 +319,11 @@ fn a_corrupt_state_file_is_a_warning() {
     let dir = sg.path("state");
     std::fs::create_dir_all(&dir).expect("create the state dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod 700");
-    std::fs::write(state_file(&sg), "supergo-state 1.0\n[program web]\npid 12\n")
-        .expect("write the state file");
+    std::fs::write(
+        state_file(&sg),
+        "supergo-state 1.0\n[program web]\npid 12\n",
+    )
+    .expect("write the state file");
     sg.spawn(&[]);
     sg.wait_ready();
     sg.wait_state("web", "Running", TIMEOUT);
@@ -322,7 +346,9 @@ fn a_second_supergo_on_the_same_address_is_refused_while_the_first_runs() {
     sg.spawn(&[]);
     sg.wait_ready();
     let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    poll_until(TIMEOUT, "the state file", || state_file(&sg).exists().then_some(()));
+    poll_until(TIMEOUT, "the state file", || {
+        state_file(&sg).exists().then_some(())
+    });
     let config = sg.config_path.display().to_string();
     let output = sg.run(&["--config", &config, "--listen", &sg.control]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -331,7 +357,11 @@ fn a_second_supergo_on_the_same_address_is_refused_while_the_first_runs() {
         stderr.contains(&format!("another supergo (pid {}) is running", sg.pid())),
         "{stderr}"
     );
-    assert_eq!(pid_of(&sg.status("web")), pid, "the first supergo's child is untouched");
+    assert_eq!(
+        pid_of(&sg.status("web")),
+        pid,
+        "the first supergo's child is untouched"
+    );
 }
 
 #[test]
@@ -376,12 +406,72 @@ fn sigterm_to_the_adopting_supergo_leaves_no_process_running() {
     });
     sg.signal(Signal::SIGTERM);
     let exit = sg.wait_exit(TIMEOUT);
-    assert!(exit.success(), "supergo exits 0 after stopping everything: {exit}");
+    assert!(
+        exit.success(),
+        "supergo exits 0 after stopping everything: {exit}"
+    );
     for pid in [web, logger, replaced] {
-        assert!(!pid_alive(pid), "pid {pid} still runs after supergo stopped");
+        assert!(
+            !pid_alive(pid),
+            "pid {pid} still runs after supergo stopped"
+        );
     }
     assert!(
         !state_file(&sg).exists(),
         "a clean shutdown removes the state file"
+    );
+}
+
+#[test]
+fn a_process_that_cannot_be_adopted_is_stopped_and_its_program_starts_afresh() {
+    let sg = Supergo::new("adopt_not_adoptable");
+    sg.write_config(
+        r#"
+[supergo]
+state_dir = "{dir}/state"
+
+[program.web]
+command = "{probe} serve"
+listen_addrs = ["127.0.0.1:{port}"]
+start_secs = 0.2
+stop_timeout = 5
+environment = { PROBE_NONDUMPABLE = "1" }
+"#,
+    );
+    let old = start_then_kill(&sg);
+    // A non-dumpable process gives no ptrace access to a process without CAP_SYS_PTRACE:
+    // its environment and fds cannot be read, nor its sockets taken. Root has that
+    // capability: the new supergo runs without it (dropped from its bounding set, so its
+    // exec does not grant it).
+    let wrapper: &[&str] = if nix::unistd::geteuid().is_root() {
+        &[
+            "setpriv",
+            "--bounding-set",
+            "-sys_ptrace",
+            "--inh-caps",
+            "-sys_ptrace",
+        ]
+    } else {
+        &[]
+    };
+    sg.respawn_via(wrapper);
+    sg.wait_ready();
+    let status = poll_until(TIMEOUT, "web to run a new process", || {
+        let status = sg.status("web");
+        (status["state"] == "Running" && pid_of(&status) != old).then_some(status)
+    });
+    assert_eq!(adopted_note(&status), None, "{status}");
+    assert!(
+        !pid_alive(old),
+        "the process that could not be adopted was stopped"
+    );
+    crate::util::http_get(&sg.app_addr(), "/").expect("the new process serves");
+    let log = sg.log();
+    assert!(
+        log.contains(&format!("pid {old} cannot be adopted: "))
+            && log.contains("need ptrace access to the process")
+            && log.contains("stopping it gracefully; the program starts afresh")
+            && log.contains(&format!("web[{old}]: sending SIGTERM (stop)")),
+        "{log}"
     );
 }

@@ -712,9 +712,22 @@ impl Supergo {
     /// reading) instead of `supergo.out` when given. Its stderr (its log) still goes to
     /// `supergo.err`.
     pub fn spawn_with_stdout(&self, extra_args: &[&str], stdout: Option<Stdio>) {
+        self.spawn_via(&[], extra_args, stdout);
+    }
+
+    /// `spawn_with_stdout`, with supergo run through `wrapper` (a command that execs its
+    /// arguments, such as `setpriv …`), so the daemon's pid is still the one started.
+    fn spawn_via(&self, wrapper: &[&str], extra_args: &[&str], stdout: Option<Stdio>) {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         assert!(slot.is_none(), "supergo is already started in this test");
-        let mut cmd = Command::new(supergo_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(supergo_bin());
+                cmd
+            }
+            None => Command::new(supergo_bin()),
+        };
         cmd.arg("--config")
             .arg(&self.config_path)
             .arg("--listen")
@@ -746,7 +759,12 @@ impl Supergo {
     /// does after supergo died. The first daemon's output files are kept as
     /// `supergo-N.out|err` (for the dump). Processes the first daemon left running stay
     /// registered, so `Drop` kills them even though they are not this daemon's children.
-    pub fn respawn(&self, extra_args: &[&str]) {
+    pub fn respawn(&self) {
+        self.respawn_via(&[]);
+    }
+
+    /// `respawn`, with supergo run through `wrapper` (see `spawn_via`).
+    pub fn respawn_via(&self, wrapper: &[&str]) {
         {
             let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
             let child = slot.as_mut().expect("supergo was started before");
@@ -764,7 +782,7 @@ impl Supergo {
             let to = self.path(&format!("supergo-{n}.{stream}"));
             let _ = fs::rename(&from, &to);
         }
-        self.spawn(extra_args);
+        self.spawn_via(wrapper, &[], None);
     }
 
     /// Runs supergo to completion with exactly `args` (e.g. `--config F --check`) in the test
@@ -1094,7 +1112,13 @@ pub fn default_state_file(control: &str) -> PathBuf {
 pub fn state_file_name(control: &str) -> String {
     let name: String = control
         .chars()
-        .map(|c| if c == ':' || c == '/' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == ':' || c == '/' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     format!("{name}.state")
 }

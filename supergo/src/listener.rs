@@ -292,7 +292,11 @@ impl ListenerPool {
             .open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if open.get(&listener.addr).and_then(std::sync::Weak::upgrade).is_some() {
+        if open
+            .get(&listener.addr)
+            .and_then(std::sync::Weak::upgrade)
+            .is_some()
+        {
             return Err(format!(
                 "{}: a second socket for this address was taken back; keeping the first",
                 listener.addr

@@ -27,7 +27,9 @@ pub mod record;
 pub mod startup;
 pub mod state_file;
 pub mod table;
-pub mod verify;
-pub mod watch;
+#[cfg(test)]
+mod table_tests;
 #[cfg(test)]
 mod tests;
+pub mod verify;
+pub mod watch;

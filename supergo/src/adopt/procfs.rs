@@ -123,9 +123,18 @@ pub fn find_socket_fd(pid: Pid, inode: u64) -> io::Result<Option<RawFd>> {
     let wanted = format!("socket:[{inode}]");
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let entry = entry?;
-        // An fd closed between the listing and the readlink is simply not it.
-        let Ok(link) = std::fs::read_link(entry.path()) else {
-            continue;
+        let link = match std::fs::read_link(entry.path()) {
+            Ok(link) => link,
+            // An fd closed between the listing and the readlink is simply not it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // No ptrace access (a non-dumpable process, for one): the directory lists, but
+            // no link reads. Not "it holds no such socket".
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot read {}: {e}", entry.path().display()),
+                ))
+            }
         };
         if link.as_os_str() == wanted.as_str() {
             if let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {

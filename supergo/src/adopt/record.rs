@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use super::procfs;
 use super::state_file::StateFile;
 use super::table::{ProgramEntry, Table};
-use super::procfs;
 use crate::warn;
 
-/// The shortest time between two writes while changes keep coming.
+/// The shortest time between two writes while changes keep coming (longer when a write
+/// itself takes longer than a tenth of it).
 const MIN_GAP: Duration = Duration::from_millis(50);
 
 /// Every worker's part, by worker id; and the version, bumped by each change.
@@ -131,14 +132,17 @@ pub fn install(file: StateFile, control: &str) {
 }
 
 fn run(wake: Receiver<()>) {
-    let mut last_write: Option<Instant> = None;
+    let mut next_due: Option<Instant> = None;
     while wake.recv().is_ok() {
-        // Writes at most every MIN_GAP: changes arriving meanwhile join this write.
-        if let Some(due) = last_write.map(|t| t + MIN_GAP) {
+        // Changes arriving before the next write is due join it.
+        if let Some(due) = next_due {
             while let Ok(()) = wake.recv_deadline(due) {}
         }
+        let started = Instant::now();
         write_now();
-        last_write = Some(Instant::now());
+        // A big table on a slow disk: the writer stays busy at most a tenth of the time.
+        let gap = MIN_GAP.max(started.elapsed().saturating_mul(10));
+        next_due = Some(Instant::now() + gap);
     }
 }
 
@@ -172,7 +176,8 @@ fn snapshot(w: &Writer) -> (Table, u64) {
     let table = Table {
         pid: w.pid,
         start_ticks: w.start_ticks,
-        boot_id: procfs::boot_id().ok(),
+        // Written into [handover] by the format's own writer.
+        boot_id: None,
         control: w.control.clone(),
         programs: registry.entries.values().cloned().collect(),
     };

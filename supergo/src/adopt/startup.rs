@@ -26,10 +26,10 @@ use std::time::Duration;
 use nix::unistd::Pid;
 
 use super::plan::{AdoptedProgram, Adoption, Found};
+use super::procfs;
 use super::state_file::{ensure_dir, state_dir, StateFile};
 use super::table::{config_hash, ProgramEntry, Role, Table};
 use super::verify::{self, Taking, Verdict};
-use super::procfs;
 use crate::config::{Config, ReadyMode};
 use crate::listener::{ListenAddr, Listener, ListenerPool};
 use crate::{error, info, warn};
@@ -128,8 +128,14 @@ impl Startup {
             let ready_after = program
                 .filter(|p| p.ready == ReadyMode::Uptime)
                 .map(|p| p.start_secs);
-            let (mut part, lost_socket) =
-                adopt_program(&entry, program.is_some(), ready_after, table.pid, pool, &mut adoption.held);
+            let (mut part, lost_socket) = adopt_program(
+                &entry,
+                program.is_some(),
+                ready_after,
+                table.pid,
+                pool,
+                &mut adoption.held,
+            );
             let Some(program) = program else {
                 if !part.stop.is_empty() {
                     info!(
@@ -206,7 +212,10 @@ fn adopt_program(
         let addr = match ListenAddr::parse(&listener.addr, Path::new("/")) {
             Ok(addr) => addr,
             Err(e) => {
-                warn!("{name}: state file: listener {:?}: {e}; not taken back", listener.addr);
+                warn!(
+                    "{name}: state file: listener {:?}: {e}; not taken back",
+                    listener.addr
+                );
                 continue;
             }
         };
@@ -262,7 +271,9 @@ fn adopt_program(
         }
         if let Some(why) = why_not.filter(|_| in_config) {
             error!("{name}: {why}: stopping it gracefully; the program starts afresh");
-            part.error.get_or_insert(format!("{why}: it was stopped and the program started afresh"));
+            part.error.get_or_insert(format!(
+                "{why}: it was stopped and the program started afresh"
+            ));
         }
         part.stop.push(f);
     }
@@ -279,7 +290,7 @@ fn listener_inode(listener: &Listener) -> u64 {
 
 /// One entry per program name: a program removed by `update` that still drained and a new
 /// one of the same name are one program now.
-fn merge(programs: Vec<ProgramEntry>) -> Vec<ProgramEntry> {
+pub(super) fn merge(programs: Vec<ProgramEntry>) -> Vec<ProgramEntry> {
     let mut by_name: BTreeMap<String, ProgramEntry> = BTreeMap::new();
     for program in programs {
         match by_name.get_mut(&program.name) {

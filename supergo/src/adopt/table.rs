@@ -200,8 +200,10 @@ impl Table {
 fn read_program(s: &SectionRef<'_>) -> Result<ProgramEntry, String> {
     let e = |e: crate::handover::StateError| e.to_string();
     let hash = s.string_or("config_hash", "0").map_err(e)?;
-    let config_hash = u64::from_str_radix(&hash, 16)
-        .map_err(|_| s.error(format!("`config_hash` {hash:?} is not hexadecimal")).to_string())?;
+    let config_hash = u64::from_str_radix(&hash, 16).map_err(|_| {
+        s.error(format!("`config_hash` {hash:?} is not hexadecimal"))
+            .to_string()
+    })?;
     let listeners = s
         .children("listener")
         .iter()
@@ -240,15 +242,15 @@ fn read_process(p: &SectionRef<'_>) -> Result<ProcessEntry, String> {
     let role = Role::parse(&role_text)
         .ok_or_else(|| p.error(format!("unknown role {role_text:?}")).to_string())?;
     let signal_text = p.string_or("stop_signal", "SIGTERM").map_err(e)?;
-    let stop_signal = Signal::from_str(&signal_text)
-        .map_err(|_| p.error(format!("unknown stop_signal {signal_text:?}")).to_string())?;
+    let stop_signal = Signal::from_str(&signal_text).map_err(|_| {
+        p.error(format!("unknown stop_signal {signal_text:?}"))
+            .to_string()
+    })?;
     Ok(ProcessEntry {
         pid,
         pgid: p.pid("pgid").map_err(e)?.unwrap_or(pid),
         generation: p.u64_or("generation", 0).map_err(e)?,
-        start_ticks: p
-            .u64_or("start_ticks", 0)
-            .map_err(e)?,
+        start_ticks: p.u64_or("start_ticks", 0).map_err(e)?,
         role,
         piped: p.bool_or("piped", true).map_err(e)?,
         stop_signal,

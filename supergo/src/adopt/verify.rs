@@ -4,7 +4,9 @@
 //! A recorded pid is trusted only when /proc says, for that pid: alive, the recorded start
 //! time (so not a newer process given the same pid), and `SUPERGO_PROGRAM` set to the
 //! recorded program (so not a process a tampered or stale state file names). Anything else is
-//! left alone: supergo never signals a process it cannot prove it started.
+//! left alone: supergo never signals a process it cannot prove it started. A process proven
+//! by pid and start time whose environment or fds supergo may not read (no ptrace access)
+//! cannot be adopted: it is stopped.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
@@ -42,6 +44,10 @@ pub fn check(entry: &ProcessEntry, program: &str) -> Verdict {
             stat.start_time, entry.start_ticks
         ));
     }
+    // Its environment is readable only with ptrace access: without it, the pid and start
+    // time (from a state file only supergo's user can write) say it is the process
+    // recorded, but it cannot be adopted either (its sockets need the same access).
+    let mut why_not = None;
     match procfs::environ_var(pid, "SUPERGO_PROGRAM") {
         Ok(Some(value)) if value == program => {}
         Ok(Some(value)) => {
@@ -54,20 +60,22 @@ pub fn check(entry: &ProcessEntry, program: &str) -> Verdict {
                 "{what} has no SUPERGO_PROGRAM in its environment: not one of supergo's processes; not adopted, left alone"
             ))
         }
-        Err(e) => {
-            return Verdict::NotOurs(format!(
-                "{what}: cannot read /proc/{pid}/environ ({e}) to check it is {program}'s: not adopted, left alone"
-            ))
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            why_not = Some(format!(
+                "pid {pid} cannot be adopted: no permission to read /proc/{pid}/environ ({e}): \
+                 supergo lacks ptrace access to it, which taking its sockets back needs too"
+            ));
         }
+        Err(e) => return Verdict::Gone(format!("{what}: /proc/{pid}/environ: {e}: it exited")),
     }
-    let (pidfd, why_not) = match pidfd_open(pid) {
-        Ok(fd) => (Some(fd), None),
-        Err(e) => (
-            None,
-            Some(format!(
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            why_not.get_or_insert(format!(
                 "pid {pid} cannot be adopted: {e}; without a pidfd its listening sockets cannot be taken back"
-            )),
-        ),
+            ));
+            None
+        }
     };
     // The pidfd was opened after the checks: make sure it holds the process checked.
     if pidfd.is_some() && !procfs::is_same_process(pid, entry.start_ticks) {
@@ -113,7 +121,7 @@ pub fn take_socket(found: &Found, inode: u64, addr: &str) -> Taking {
         Ok(None) => return Taking::NotHeld,
         Err(e) => {
             return Taking::Failed(format!(
-                "cannot list /proc/{pid}/fd to find its socket for {addr}: {e}"
+                "cannot look through /proc/{pid}/fd for its listening socket of {addr}: {e} (that, and taking the socket back, need ptrace access to the process)"
             ))
         }
     };
@@ -136,7 +144,6 @@ pub fn take_socket(found: &Found, inode: u64, addr: &str) -> Taking {
         _ => Taking::NotHeld,
     }
 }
-
 
 /// How long ago a process with `start_ticks` (field 22 of /proc/PID/stat: clock ticks after
 /// boot) started, by /proc/uptime (the same clock, suspend included). None when /proc or

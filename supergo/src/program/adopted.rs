@@ -101,7 +101,11 @@ impl Worker {
             });
         };
         if let Some(p) = &self.gens.current {
-            let role = if p.ready { Role::Serving } else { Role::Starting };
+            let role = if p.ready {
+                Role::Serving
+            } else {
+                Role::Starting
+            };
             add(p, role, piped(config));
         }
         if let Some(h) = &self.gens.handoff {
@@ -150,7 +154,11 @@ impl Worker {
     pub(super) fn take_adopted(&mut self, adopted: AdoptedProgram) {
         let name = self.name().to_string();
         let newest = adopted.processes().map(|f| f.generation).max();
-        self.gens.last = self.gens.last.max(adopted.generation).max(newest.unwrap_or(0));
+        self.gens.last = self
+            .gens
+            .last
+            .max(adopted.generation)
+            .max(newest.unwrap_or(0));
         if let Some(found) = adopted.serving {
             let mut process = self.watch_adopted(found, &name);
             process.ready = true;
@@ -266,11 +274,16 @@ pub fn launch_adopted(
     ctx: Arc<Context>,
     adopted: AdoptedProgram,
 ) -> std::io::Result<ProgramHandle> {
-    start(config, listeners, ctx, move |worker| worker.take_adopted(adopted))
+    start(config, listeners, ctx, move |worker| {
+        worker.take_adopted(adopted)
+    })
 }
 
 /// Starts a worker that stops the processes of a program no longer in the config, and ends.
-pub fn launch_removed(adopted: AdoptedProgram, ctx: Arc<Context>) -> std::io::Result<ProgramHandle> {
+pub fn launch_removed(
+    adopted: AdoptedProgram,
+    ctx: Arc<Context>,
+) -> std::io::Result<ProgramHandle> {
     let config = Arc::new(removed_config(&adopted));
     start(config, Ok(Vec::new()), ctx, move |worker| {
         worker.life.shutting_down = true;
