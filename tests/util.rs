@@ -620,6 +620,8 @@ pub struct Supergo {
     child: Mutex<Option<Child>>,
     /// Processes to kill at the end.
     registered: Mutex<Vec<Registered>>,
+    /// Every daemon pid started (by `spawn` and `respawn`), to find their state files.
+    daemons: Mutex<Vec<u32>>,
     runs: AtomicUsize,
 }
 
@@ -638,6 +640,7 @@ impl Supergo {
             token: None,
             child: Mutex::new(None),
             registered: Mutex::new(Vec::new()),
+            daemons: Mutex::new(Vec::new()),
             runs: AtomicUsize::new(0),
         }
     }
@@ -751,6 +754,10 @@ impl Supergo {
         let child = cmd
             .spawn()
             .unwrap_or_else(|err| fail(format!("cannot start {cmd:?}: {err}")));
+        self.daemons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
         *slot = Some(child);
     }
 
@@ -1079,9 +1086,7 @@ impl Supergo {
 impl Drop for Supergo {
     fn drop(&mut self) {
         self.kill_everything();
-        // A daemon killed here leaves its state file in the default state_dir (tests that
-        // need one set `state_dir` inside their own directory): nothing of it runs now.
-        let _ = fs::remove_file(default_state_file(&self.control));
+        self.remove_default_state_files();
         if thread::panicking() {
             eprintln!("test dir kept: {}", self.dir.display());
         } else {
@@ -1093,6 +1098,37 @@ impl Drop for Supergo {
                 *current = None;
             }
         });
+    }
+}
+
+impl Supergo {
+    /// A daemon killed here leaves its state file (and maybe a temp file of a write it was
+    /// killed in) in the default state_dir (tests that need one set `state_dir` inside their
+    /// own directory): nothing of it runs now. Found by the daemon's pid, whatever address
+    /// it served.
+    fn remove_default_state_files(&self) {
+        let daemons = self.daemons.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(dir) = default_state_file(&self.control)
+            .parent()
+            .map(Path::to_path_buf)
+        else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = daemons.iter().any(|pid| {
+                name.ends_with(&format!(".{pid}.tmp"))
+                    || (name.ends_with(".state")
+                        && fs::read_to_string(entry.path())
+                            .is_ok_and(|text| text.contains(&format!("[supergo]\npid={pid}\n"))))
+            });
+            if ours {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 //!
 //! Why a thread, and why coalesced: a write (temp file, fsync, rename) costs milliseconds,
 //! and a restart of `all` changes the table hundreds of times in a second. The writer writes
-//! at once after a quiet spell, then at most every `MIN_GAP` while changes keep coming, so the
-//! file lags the table by at most `MIN_GAP`: a process started in the last `MIN_GAP` before
-//! supergo is SIGKILLed may be missing from it (and then runs on unsupervised).
+//! at once after a quiet spell, then at most every `MIN_GAP` (50 ms; ten times a write's own
+//! duration when that is longer: a big table on a slow disk) while changes keep coming, so
+//! the file lags the table by about that much: a process started in the last moments before
+//! supergo is SIGKILLed may be missing from it (and then runs on unsupervised), and one that
+//! became ready may still be recorded as starting (`startup` judges it by its age then).
 //!
 //! Process-wide, like the registry of live children's pidfds: workers report whether or not
 //! a state file is in use; until `install` (after every program's worker exists, so that a

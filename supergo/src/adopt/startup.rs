@@ -54,6 +54,7 @@ pub fn begin(configured: Option<&Path>, control: &str) -> Result<Startup, String
         });
     }
     let file = StateFile::new(&dir, control);
+    remove_stale_temps(&file);
     let shown = file.path().display().to_string();
     let table = match file.read() {
         Ok(None) => None,
@@ -77,6 +78,29 @@ pub fn begin(configured: Option<&Path>, control: &str) -> Result<Startup, String
         file: Some(file),
         previous,
     })
+}
+
+/// Removes the temp files a supergo killed in the middle of a write left beside `file`
+/// (`.NAME.PID.tmp`, see `StateFile::write`), when no process has that pid any more.
+fn remove_stale_temps(file: &StateFile) {
+    let (Some(dir), Some(name)) = (file.path().parent(), file.path().file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        let pid = entry_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<i32>().ok());
+        let gone = pid.is_some_and(|pid| procfs::stat(Pid::from_raw(pid)).is_err());
+        if gone {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The table to adopt from, or None; an error when its writer still runs.
@@ -269,11 +293,15 @@ fn adopt_program(
             part.serving = Some(f);
             continue;
         }
-        if let Some(why) = why_not.filter(|_| in_config) {
-            error!("{name}: {why}: stopping it gracefully; the program starts afresh");
-            part.error.get_or_insert(format!(
-                "{why}: it was stopped and the program started afresh"
-            ));
+        match why_not.filter(|_| in_config) {
+            Some(why) if f.role == Role::Serving => {
+                error!("{name}: {why}: stopping it gracefully; the program starts afresh");
+                part.error.get_or_insert(format!(
+                    "{why}: it was stopped and the program started afresh"
+                ));
+            }
+            Some(why) => warn!("{name}: {why}: stopping it gracefully"),
+            None => {}
         }
         part.stop.push(f);
     }

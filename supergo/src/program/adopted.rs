@@ -212,17 +212,25 @@ impl Worker {
                         old_pid,
                         requested: Stamp::now(),
                     });
+                } else {
+                    // Nothing starts: the stop ends in `Stopped` once the processes are gone.
+                    self.life.stop_requested = true;
                 }
                 self.life.state = State::Stopping;
             }
             return;
         }
-        if let Some(why) = adopted.replace {
-            info!(
-                "{name}[{}]: replacing it at once with a new generation (readiness-gated, no downtime): {why}",
-                self.gens.current_pid()
-            );
-            self.start_handoff(None, None);
+        let Some(why) = adopted.replace else { return };
+        let pid = self.gens.current_pid();
+        match self.resources.listen_error.clone() {
+            // A new generation would have no sockets: the adopted process keeps serving.
+            Some(e) => {
+                error!("{name}[{pid}]: should be replaced ({why}), but {e}; it keeps serving")
+            }
+            None => {
+                info!("{name}[{pid}]: replacing it at once with a new generation (readiness-gated, no downtime): {why}");
+                self.start_handoff(None, None);
+            }
         }
     }
 
