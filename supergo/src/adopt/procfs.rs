@@ -106,6 +106,20 @@ pub fn is_same_process(pid: Pid, start_time: u64) -> bool {
     stat(pid).is_ok_and(|stat| stat.is_alive() && stat.start_time == start_time)
 }
 
+/// True when a process of the process group `pgid` still runs (a zombie does not count,
+/// though `killpg` still finds one). Reads every /proc/PID/stat: for the rare case of an
+/// adopted group leader that exited and waits, a zombie, for its parent (init) to reap it.
+pub fn group_has_live_member(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true; // cannot tell: assume it runs, the SIGKILL deadline still holds
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| stat(Pid::from_raw(pid)).ok())
+        .any(|stat| stat.pgid == pgid && stat.is_alive())
+}
+
 /// The inode of the socket `fd` is: what /proc/PID/fd links name as `socket:[INODE]`.
 pub fn socket_inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let stat = fstat(fd)?;
