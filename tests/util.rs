@@ -1104,14 +1104,14 @@ impl Drop for Supergo {
 impl Supergo {
     /// A daemon killed here leaves its state file (and maybe a temp file of a write it was
     /// killed in) in the default state_dir (tests that need one set `state_dir` inside their
-    /// own directory): nothing of it runs now. Found by the daemon's pid, whatever address
-    /// it served.
+    /// own directory): nothing of it runs now. Found by the test's control address (a test
+    /// may start its daemon its own way), and by the daemon's pid, whatever address it
+    /// served.
     fn remove_default_state_files(&self) {
         let daemons = self.daemons.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(dir) = default_state_file(&self.control)
-            .parent()
-            .map(Path::to_path_buf)
-        else {
+        let own = default_state_file(&self.control);
+        let _ = fs::remove_file(&own);
+        let Some(dir) = own.parent().map(Path::to_path_buf) else {
             return;
         };
         let Ok(entries) = fs::read_dir(&dir) else {
