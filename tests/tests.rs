@@ -1,6 +1,7 @@
 //! The integration tests: the real `supergo`, `supergoctl` and children over real sockets,
 //! compiled as one test binary (`integration`) that shares the `util` harness.
 
+mod adoption;
 mod api;
 mod child_contract;
 mod children;

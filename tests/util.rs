@@ -620,6 +620,8 @@ pub struct Supergo {
     child: Mutex<Option<Child>>,
     /// Processes to kill at the end.
     registered: Mutex<Vec<Registered>>,
+    /// Every daemon pid started (by `spawn` and `respawn`), to find their state files.
+    daemons: Mutex<Vec<u32>>,
     runs: AtomicUsize,
 }
 
@@ -638,6 +640,7 @@ impl Supergo {
             token: None,
             child: Mutex::new(None),
             registered: Mutex::new(Vec::new()),
+            daemons: Mutex::new(Vec::new()),
             runs: AtomicUsize::new(0),
         }
     }
@@ -712,9 +715,22 @@ impl Supergo {
     /// reading) instead of `supergo.out` when given. Its stderr (its log) still goes to
     /// `supergo.err`.
     pub fn spawn_with_stdout(&self, extra_args: &[&str], stdout: Option<Stdio>) {
+        self.spawn_via(&[], extra_args, stdout);
+    }
+
+    /// `spawn_with_stdout`, with supergo run through `wrapper` (a command that execs its
+    /// arguments, such as `setpriv …`), so the daemon's pid is still the one started.
+    fn spawn_via(&self, wrapper: &[&str], extra_args: &[&str], stdout: Option<Stdio>) {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         assert!(slot.is_none(), "supergo is already started in this test");
-        let mut cmd = Command::new(supergo_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(supergo_bin());
+                cmd
+            }
+            None => Command::new(supergo_bin()),
+        };
         cmd.arg("--config")
             .arg(&self.config_path)
             .arg("--listen")
@@ -738,7 +754,42 @@ impl Supergo {
         let child = cmd
             .spawn()
             .unwrap_or_else(|err| fail(format!("cannot start {cmd:?}: {err}")));
+        self.daemons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
         *slot = Some(child);
+    }
+
+    /// Starts the daemon again after the first one has exited (and was reaped by
+    /// `wait_exit`), with the same directory, config and control address: what an operator
+    /// does after supergo died. The first daemon's output files are kept as
+    /// `supergo-N.out|err` (for the dump). Processes the first daemon left running stay
+    /// registered, so `Drop` kills them even though they are not this daemon's children.
+    pub fn respawn(&self) {
+        self.respawn_via(&[]);
+    }
+
+    /// `respawn`, with supergo run through `wrapper` (see `spawn_via`).
+    pub fn respawn_via(&self, wrapper: &[&str]) {
+        {
+            let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let child = slot.as_mut().expect("supergo was started before");
+            let exited = child.try_wait().expect("waitpid on supergo");
+            assert!(
+                exited.is_some(),
+                "respawn: the first supergo (pid {}) is still running",
+                child.id()
+            );
+            *slot = None;
+        }
+        let n = self.runs.fetch_add(1, Ordering::SeqCst);
+        for stream in ["out", "err"] {
+            let from = self.path(&format!("supergo.{stream}"));
+            let to = self.path(&format!("supergo-{n}.{stream}"));
+            let _ = fs::rename(&from, &to);
+        }
+        self.spawn_via(wrapper, &[], None);
     }
 
     /// Runs supergo to completion with exactly `args` (e.g. `--config F --check`) in the test
@@ -1035,6 +1086,7 @@ impl Supergo {
 impl Drop for Supergo {
     fn drop(&mut self) {
         self.kill_everything();
+        self.remove_default_state_files();
         if thread::panicking() {
             eprintln!("test dir kept: {}", self.dir.display());
         } else {
@@ -1047,6 +1099,64 @@ impl Drop for Supergo {
             }
         });
     }
+}
+
+impl Supergo {
+    /// A daemon killed here leaves its state file (and maybe a temp file of a write it was
+    /// killed in) in the default state_dir (tests that need one set `state_dir` inside their
+    /// own directory): nothing of it runs now. Found by the test's control address (a test
+    /// may start its daemon its own way), and by the daemon's pid, whatever address it
+    /// served.
+    fn remove_default_state_files(&self) {
+        let daemons = self.daemons.lock().unwrap_or_else(|e| e.into_inner());
+        let own = default_state_file(&self.control);
+        let _ = fs::remove_file(&own);
+        let Some(dir) = own.parent().map(Path::to_path_buf) else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = daemons.iter().any(|pid| {
+                name.ends_with(&format!(".{pid}.tmp"))
+                    || (name.ends_with(".state")
+                        && fs::read_to_string(entry.path())
+                            .is_ok_and(|text| text.contains(&format!("[supergo]\npid={pid}\n"))))
+            });
+            if ours {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The state file supergo keeps for the control address `control` when no `state_dir` is
+/// configured (as `supergo::adopt::state_file` chooses it).
+pub fn default_state_file(control: &str) -> PathBuf {
+    let euid = nix::unistd::geteuid().as_raw();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        _ if euid == 0 => PathBuf::from("/run/supergo"),
+        Some(dir) if dir.is_absolute() => dir.join("supergo"),
+        _ => PathBuf::from(format!("/tmp/supergo-{euid}")),
+    };
+    dir.join(state_file_name(control))
+}
+
+/// The name of the state file of the control address `control` (`127.0.0.1_22106.state`).
+pub fn state_file_name(control: &str) -> String {
+    let name: String = control
+        .chars()
+        .map(|c| {
+            if c == ':' || c == '/' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("{name}.state")
 }
 
 /// A process to kill when the test ends. The start time tells it from a later process that

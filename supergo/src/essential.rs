@@ -35,7 +35,9 @@ pub struct Ended {
 /// of it ever started).
 pub fn exit_status(last: Option<ExitStatus>) -> u8 {
     match last {
-        None => 1,
+        // An adopted process's exit status is not available (it was not our child): the
+        // end of an essential program must not pass for success.
+        None | Some(ExitStatus::Unknown) => 1,
         // waitpid gives 0..=255; anything else cannot be an exit code, and must not pass
         // for success.
         Some(ExitStatus::Code(code)) => u8::try_from(code).unwrap_or(1),

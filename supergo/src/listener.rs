@@ -106,6 +106,12 @@ impl Listener {
         })
     }
 
+    /// A listening socket taken back from a process a dead supergo left running (adoption):
+    /// the same socket, so its queue of connections is never interrupted.
+    pub fn from_taken(addr: ListenAddr, fd: OwnedFd) -> Listener {
+        Listener { addr, fd }
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
@@ -276,6 +282,29 @@ impl ListenerPool {
         let listener = std::sync::Arc::new(Listener::bind(addr, socket_mode)?);
         open.insert(addr.clone(), std::sync::Arc::downgrade(&listener));
         open.retain(|_, weak| weak.strong_count() > 0);
+        Ok(listener)
+    }
+
+    /// Puts a socket taken back by adoption into the pool under its address, so that
+    /// `acquire` returns it instead of binding. An error when the address is open already.
+    pub fn insert(&self, listener: Listener) -> Result<std::sync::Arc<Listener>, String> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if open
+            .get(&listener.addr)
+            .and_then(std::sync::Weak::upgrade)
+            .is_some()
+        {
+            return Err(format!(
+                "{}: a second socket for this address was taken back; keeping the first",
+                listener.addr
+            ));
+        }
+        let addr = listener.addr.clone();
+        let listener = std::sync::Arc::new(listener);
+        open.insert(addr, std::sync::Arc::downgrade(&listener));
         Ok(listener)
     }
 

@@ -14,7 +14,7 @@ use supergo::logs::LogHub;
 use supergo::program::Context;
 use supergo::reaper::Reaper;
 use supergo::supervisor::Supervisor;
-use supergo::{error, info, signals, warn};
+use supergo::{adopt, error, info, signals, warn};
 
 const USAGE: &str = "\
 supergo — a process supervisor with zero-downtime restart
@@ -37,6 +37,8 @@ Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update;
 USR1 = reopen the log files.
 Exit status: 0 after a stop signal; 1 when supergo cannot start; with an essential
 program, that program's exit status once it has ended for good.
+If supergo dies, start it again with the same config and control address: it takes its
+running children back (see [supergo] state_dir).
 ";
 
 struct Args {
@@ -197,6 +199,8 @@ fn run(args: Args, config: Config) -> Result<u8, String> {
         Err(e) => return Err(format!("control API address: {e}")),
     };
     refuse_open_control(&listen, &config)?;
+    // Before binding: a supergo that still runs on this address is named in the refusal.
+    let mut startup = adopt::startup::begin(config.daemon.state_dir.as_deref(), &listen)?;
     // std's TcpListener is created with SOCK_CLOEXEC: children never inherit it.
     let listener = std::net::TcpListener::bind(&listen).map_err(|e| {
         format!("cannot listen on {listen} for the control API: {e} — is another supergo running? (use --listen to pick another address)")
@@ -224,7 +228,12 @@ fn run(args: Args, config: Config) -> Result<u8, String> {
         config.programs.len()
     );
     let token = config.daemon.token.clone();
-    let supervisor = Supervisor::new(config, ctx);
+    // What a supergo that died left running is taken over before anything starts.
+    let adoption = startup.adopt(&config, &ctx.pool);
+    let supervisor = Supervisor::adopting(config, ctx, adoption);
+    if let Some(file) = startup.file.take() {
+        adopt::record::install(file, &listen);
+    }
     Control {
         listener,
         listen: configured_listen,
@@ -234,6 +243,7 @@ fn run(args: Args, config: Config) -> Result<u8, String> {
     .start()
     .map_err(|e| format!("cannot start the control API threads: {e}"))?;
     let status = supervisor.run(core_rx);
+    adopt::record::finish();
     // Every child has exited: write what is left in the log pipes before exiting.
     logs.shutdown();
     Ok(status)

@@ -77,6 +77,9 @@ pub struct ProgramStatus {
     pub error: Option<String>,
     /// The child's last `STATUS=` (ready = "notify").
     pub status_text: Option<String>,
+    /// Set while the serving process is one supergo adopted after its predecessor died
+    /// (not its child: its exit status will not be known); says from which supergo.
+    pub adopted: Option<String>,
     /// Counters of its output streams; filled from the log thread when read
     /// (`LogHub::fill_output`), empty in what the worker publishes.
     pub output: Vec<OutputStatus>,
@@ -102,6 +105,7 @@ impl ProgramStatus {
             last_exit: None,
             error: None,
             status_text: None,
+            adopted: None,
             output: Vec::new(),
         }
     }

@@ -30,6 +30,8 @@
 //! CAP_SYS_ADMIN) that sleeps in our process group, and writes `held N` or `error: …` to
 //! `PATH.done`: a test can make a pid that belonged to another process reappear in this group.
 //!
+//! `PROBE_NONDUMPABLE=1` makes it non-dumpable (`PR_SET_DUMPABLE` 0) before the mode starts.
+//!
 //! Why `#![no_main]`: Rust's runtime sets SIGPIPE to "ignore" before `main`, so a normal Rust
 //! program cannot tell whether its parent left SIGPIPE ignored, which is exactly what supergo
 //! must not do. With our own C `main` the runtime's start-up is skipped and `SigIgn` is what
@@ -111,6 +113,14 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
     // SAFETY: setting a disposition to SIG_IGN installs no handler code.
     if let Err(err) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) } {
         eprintln!("probe: pid {pid}: cannot ignore SIGPIPE: {err}");
+    }
+    // `PROBE_NONDUMPABLE=1`: like a setuid program, no ptrace access to it without
+    // CAP_SYS_PTRACE (its /proc/PID/environ and fds unreadable, pidfd_getfd refused).
+    if env::var_os("PROBE_NONDUMPABLE").is_some_and(|v| v == "1") {
+        if let Err(err) = nix::sys::prctl::set_dumpable(false) {
+            eprintln!("probe: pid {pid}: PR_SET_DUMPABLE 0: {err}");
+            return 2;
+        }
     }
     if matches!(args.mode, Mode::Serve) {
         // Before the report: a test that sees the report may send SIGTERM at once.

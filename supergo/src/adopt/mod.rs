@@ -9,11 +9,27 @@
 //! - `pidfd`: pidfd_open, pidfd_getfd (the same listening socket, taken back from the
 //!   process), pidfd_send_signal, and waiting for an exit through a pidfd.
 //!
-//! What adoption does with them (which processes to adopt, replace or stop) belongs to the
-//! supervisor; these modules only answer questions about the system, exactly.
+//! And what is built on them:
+//! - `table`: the process table as the state file holds it; `record`: keeping the state
+//!   file current as workers report their processes;
+//! - `startup`: reading the state file at start and deciding, for each process it names,
+//!   adopt, replace or stop (`verify` checks one process and takes a socket back from it);
+//!   `plan`: those decisions, as handed to each program's worker;
+//! - `watch`: seeing adopted processes exit (they are not supergo's children) through their
+//!   pidfds.
+//!
+//! What a worker does with an adopted process lives with the worker (`program::adopted`).
 
 pub mod pidfd;
+pub mod plan;
 pub mod procfs;
+pub mod record;
+pub mod startup;
 pub mod state_file;
+pub mod table;
+#[cfg(test)]
+mod table_tests;
 #[cfg(test)]
 mod tests;
+pub mod verify;
+pub mod watch;

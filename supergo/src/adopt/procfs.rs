@@ -106,6 +106,20 @@ pub fn is_same_process(pid: Pid, start_time: u64) -> bool {
     stat(pid).is_ok_and(|stat| stat.is_alive() && stat.start_time == start_time)
 }
 
+/// True when a process of the process group `pgid` still runs (a zombie does not count,
+/// though `killpg` still finds one). Reads every /proc/PID/stat: for the rare case of an
+/// adopted group leader that exited and waits, a zombie, for its parent (init) to reap it.
+pub fn group_has_live_member(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true; // cannot tell: assume it runs, the SIGKILL deadline still holds
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| stat(Pid::from_raw(pid)).ok())
+        .any(|stat| stat.pgid == pgid && stat.is_alive())
+}
+
 /// The inode of the socket `fd` is: what /proc/PID/fd links name as `socket:[INODE]`.
 pub fn socket_inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let stat = fstat(fd)?;
@@ -123,9 +137,18 @@ pub fn find_socket_fd(pid: Pid, inode: u64) -> io::Result<Option<RawFd>> {
     let wanted = format!("socket:[{inode}]");
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let entry = entry?;
-        // An fd closed between the listing and the readlink is simply not it.
-        let Ok(link) = std::fs::read_link(entry.path()) else {
-            continue;
+        let link = match std::fs::read_link(entry.path()) {
+            Ok(link) => link,
+            // An fd closed between the listing and the readlink is simply not it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // No ptrace access (a non-dumpable process, for one): the directory lists, but
+            // no link reads. Not "it holds no such socket".
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot read {}: {e}", entry.path().display()),
+                ))
+            }
         };
         if link.as_os_str() == wanted.as_str() {
             if let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {

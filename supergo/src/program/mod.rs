@@ -39,12 +39,15 @@
 //!
 //! The `worker` loop only dispatches; the transitions live beside it, one concern a file:
 //! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
-//! `wiring` holds what connects a worker to the rest of supergo (never serialized).
+//! `wiring` holds what connects a worker to the rest of supergo (never serialized);
+//! `adopted` reports the processes for the state file and takes over what a dead supergo
+//! left running.
 //!
 //! Two concerns of running as a container's entrypoint (issue 16), each in a file of its
 //! own: `escaped` stops the program's helpers that left its process groups, with it; `ended`
 //! tells the core when an `essential` program has ended for good.
 
+mod adopted;
 mod commands;
 mod ended;
 mod escaped;
@@ -74,6 +77,7 @@ use crate::config::ProgramConfig;
 use crate::listener::Listener;
 use crate::status::{ProgramStatus, SharedStatus};
 
+pub use adopted::{launch_adopted, launch_removed};
 pub use process::ready_within;
 pub use resources::SharedConfig;
 pub use wiring::{Command, Context};

@@ -136,10 +136,17 @@ impl Process {
 
     /// True while any process of the group this process leads exists.
     pub fn group_alive(&self) -> bool {
-        !matches!(
+        if matches!(
             nix::sys::signal::killpg(self.pid, None),
             Err(nix::errno::Errno::ESRCH)
-        )
+        ) {
+            return false;
+        }
+        // An adopted leader is not supergo's child: once it exits it stays a zombie until
+        // its parent (init) reaps it, and killpg counts a zombie. Then only a live member
+        // counts. (A child of supergo's is reaped before its exit is routed: no zombie.)
+        let leader_is_zombie = crate::adopt::procfs::stat(self.pid).is_ok_and(|s| !s.is_alive());
+        !leader_is_zombie || crate::adopt::procfs::group_has_live_member(self.pid.as_raw())
     }
 }
 

@@ -13,6 +13,7 @@ use crossbeam_channel::{at, never, select, unbounded, Receiver, Sender};
 use serde_json::json;
 
 use super::escaped::EscapedHelpers;
+use super::adopted;
 use super::generations::Generations;
 use super::lifecycle::Lifecycle;
 use super::record::{self, Record};
@@ -46,6 +47,8 @@ pub(super) struct Worker {
     pub escaped: EscapedHelpers,
     /// An essential program's end was told to the core (`ended`).
     pub end_reported: bool,
+    /// The state file's view of this worker, and what adoption left it (issue 15).
+    pub adoption: adopted::Part,
 }
 
 impl Worker {
@@ -73,6 +76,7 @@ impl Worker {
             record: Record::default(),
             escaped: EscapedHelpers::default(),
             end_reported: false,
+            adoption: adopted::Part::new(),
         };
         if let Some(e) = listen_error {
             error!("{}: {e}", worker.name());
@@ -155,17 +159,19 @@ impl Worker {
         })
     }
 
-    fn publish(&self) {
-        let status = record::snapshot(
+    pub(super) fn publish(&self) {
+        let mut status = record::snapshot(
             &self.resources.config,
             &self.resources.listeners,
             self.life.state,
             &self.gens,
             &self.record,
         );
+        self.annotate(&mut status);
         *self
             .status
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+        self.record_table();
     }
 }

@@ -43,6 +43,9 @@ use parking::Parking;
 pub enum ExitStatus {
     Code(i32),
     Signal(Signal, bool),
+    /// An adopted process ended: it is not supergo's child, so how is not known
+    /// (`adopt::watch`).
+    Unknown,
 }
 
 impl ExitStatus {
@@ -63,6 +66,9 @@ impl fmt::Display for ExitStatus {
                 }
                 Ok(())
             }
+            ExitStatus::Unknown => f.write_str(
+                "exited with an unknown status (it was adopted: not supergo's child, its exit status goes to its parent)",
+            ),
         }
     }
 }

@@ -12,10 +12,12 @@ use super::deadline;
 use super::gather::{start_by_priority, ToStart};
 use super::request::CoreMessage;
 use super::service_manager;
+use crate::adopt::plan::Adoption;
 use crate::config::{Config, ProgramConfig};
 use crate::listener::Listener;
 use crate::program::{self, Command, Context, ProgramHandle};
 use crate::reply::{Replier, Reply};
+use crate::status::{ProgramStatus, State};
 use crate::{error, info, warn};
 
 pub struct Supervisor {
@@ -30,6 +32,12 @@ impl Supervisor {
     /// Creates a worker for every program and starts those with `autostart`, in priority
     /// order.
     pub fn new(config: Config, ctx: Arc<Context>) -> Supervisor {
+        Supervisor::adopting(config, ctx, Adoption::default())
+    }
+
+    /// `new`, taking over first what a supergo that died left running (`adopt::startup`):
+    /// a program whose process was adopted, or that waits for one to exit, is not started.
+    pub fn adopting(config: Config, ctx: Arc<Context>, mut adoption: Adoption) -> Supervisor {
         deadline::cover(deadline::answers_within(config.programs.values()));
         let mut supervisor = Supervisor {
             config: config.clone(),
@@ -39,16 +47,20 @@ impl Supervisor {
         };
         let mut groups: BTreeMap<i32, Vec<ToStart>> = BTreeMap::new();
         for program in config.start_order() {
-            let (priority, autostart) = (program.priority, program.autostart);
-            supervisor.add_program(program.clone(), None, false);
+            let (priority, mut autostart) = (program.priority, program.autostart);
+            // Startable: its listeners were bound (an adopted program's status may also say
+            // why its old process was not adopted: that one starts all the same).
+            let mut startable: fn(&ProgramStatus) -> bool = |s| s.error.is_none();
+            match adoption.take(&program.name) {
+                Some(adopted) => {
+                    autostart &= adopted.needs_start();
+                    startable = |s| s.state != State::Fatal;
+                    supervisor.add_adopted(program.clone(), adopted);
+                }
+                None => supervisor.add_program(program.clone(), None, false),
+            }
             if let Some(handle) = supervisor.programs.get(&program.name) {
-                if autostart
-                    && handle
-                        .status
-                        .lock()
-                        .map(|s| s.error.is_none())
-                        .unwrap_or(false)
-                {
+                if autostart && handle.status.lock().map(|s| startable(&s)).unwrap_or(false) {
                     groups.entry(priority).or_default().push(ToStart {
                         name: program.name.clone(),
                         commands: handle.commands.clone(),
@@ -57,6 +69,7 @@ impl Supervisor {
                 }
             }
         }
+        supervisor.retire_removed(std::mem::take(&mut adoption.removed));
         let watched = service_manager::watch(supervisor.programs.values());
         start_by_priority(groups, move || {
             service_manager::after_initial_start(watched)

@@ -9,11 +9,13 @@
 //!
 //! Parts: `core` (the table, the loop, supergo's signals), `request` (what reaches the
 //! core, and `ask`), `requests` (how the core answers each), `update` (reread and
-//! update), `shutdown`, `gather` (the starter and collector threads) and `deadline`
-//! (how long is too long); for a container's entrypoint and a systemd service (issue 16),
-//! `essential` (the end of an essential program ends supergo) and `service_manager` (what
-//! supergo tells systemd, and when).
+//! update), `shutdown`, `gather` (the starter and collector threads), `deadline`
+//! (how long is too long) and `adopting` (workers for what a dead supergo left running);
+//! for a container's entrypoint and a systemd service (issue 16), `essential` (the end of an
+//! essential program ends supergo) and `service_manager` (what supergo tells systemd, and
+//! when).
 
+mod adopting;
 mod core;
 mod deadline;
 mod essential;

@@ -1,0 +1,378 @@
+//! What a worker does for adoption (issue 15): it reports its processes for the state file
+//! after every turn (`record_table`), and at start it takes over the processes a dead
+//! supergo left running (`take_adopted`), as `adopt::startup` decided.
+//!
+//! An adopted process is not supergo's child: its exit comes from `adopt::watch` (its pidfd
+//! turned readable), with `ExitStatus::Unknown`; signals go through its pidfd, registered
+//! with the live children's pidfds like a spawned child's, so stop, restart, update and
+//! shutdown treat it like any other process, process group included. The serving one is
+//! `Running`, with a note in status (`adopted`) while it serves; one whose output went to the
+//! dead supergo's pipes is replaced at once by the normal readiness-gated handoff. The others
+//! (not ready when supergo died, draining, or not adoptable) are stopped.
+//!
+//! A program no longer in the config gets a worker of its own that only stops its processes
+//! and ends (`launch_removed`), like a program `update` removed.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::unbounded;
+use nix::unistd::Pid;
+
+use super::generations::StopFirst;
+use super::process::{Process, StopInfo, StopPolicy, StopReason};
+use super::stamp::Stamp;
+use super::worker::Worker;
+use super::{Context, ProgramHandle, SharedConfig};
+use crate::adopt::plan::{AdoptedProgram, Found};
+use crate::adopt::table::{config_hash, ListenerEntry, ProcessEntry, ProgramEntry, Role};
+use crate::adopt::{procfs, record, verify, watch};
+use crate::config::{AutoRestart, Origin, ProgramConfig, ReadyMode};
+use crate::listener::Listener;
+use crate::status::{ProgramStatus, State};
+use crate::{error, info, spawn};
+
+/// The worker's adoption part: its id in the state file's registry, what /proc said about
+/// each of its processes (read once per process), and the status note of an adopted
+/// serving process.
+pub(super) struct Part {
+    id: u64,
+    /// pid → (start ticks, process group).
+    seen: RefCell<HashMap<i32, (u64, i32)>>,
+    /// The config last hashed, and its hash.
+    hashed: RefCell<Option<(Arc<ProgramConfig>, u64)>>,
+    note: Option<(Pid, String)>,
+}
+
+impl Part {
+    pub fn new() -> Part {
+        Part {
+            id: record::next_id(),
+            seen: RefCell::new(HashMap::new()),
+            hashed: RefCell::new(None),
+            note: None,
+        }
+    }
+}
+
+impl Drop for Part {
+    /// The worker has ended: its part leaves the table.
+    fn drop(&mut self) {
+        record::remove(self.id);
+    }
+}
+
+/// Whether a process of `config` writes into supergo's log pipes.
+fn piped(config: &ProgramConfig) -> bool {
+    config.stdout_file.is_some() || (!config.redirect_stderr && config.stderr_file.is_some())
+}
+
+impl Worker {
+    /// Reports this program's processes and listeners for the state file.
+    pub(super) fn record_table(&self) {
+        let config = &self.resources.config;
+        let incoming = self.resources.incoming.as_ref();
+        let mut seen = self.adoption.seen.borrow_mut();
+        let mut processes = Vec::new();
+        let mut add = |p: &Process, role: Role, piped: bool| {
+            let pid = p.pid.as_raw();
+            let (start_ticks, pgid) = match seen.get(&pid) {
+                Some(known) => *known,
+                None => match procfs::stat(p.pid) {
+                    Ok(stat) => *seen.entry(pid).or_insert((stat.start_time, stat.pgid)),
+                    // Exited, its exit not routed yet: nothing to adopt.
+                    Err(_) => return,
+                },
+            };
+            processes.push(ProcessEntry {
+                pid,
+                pgid,
+                generation: p.generation,
+                start_ticks,
+                role,
+                piped,
+                stop_signal: p.policy.signal,
+                stop_timeout: p.policy.timeout,
+                stop_as_group: p.policy.as_group,
+            });
+        };
+        if let Some(p) = &self.gens.current {
+            let role = if p.ready {
+                Role::Serving
+            } else {
+                Role::Starting
+            };
+            add(p, role, piped(config));
+        }
+        if let Some(h) = &self.gens.handoff {
+            let piped = piped(incoming.map_or(config, |r| &r.config));
+            add(&h.process, Role::Handoff, piped);
+        }
+        for p in &self.gens.draining {
+            add(p, Role::Draining, piped(config));
+        }
+        seen.retain(|pid, _| processes.iter().any(|p| p.pid == *pid));
+        let listeners = self
+            .resources
+            .listeners
+            .iter()
+            .chain(incoming.into_iter().flat_map(|r| &r.listeners))
+            .map(|l: &Arc<Listener>| ListenerEntry {
+                addr: l.addr.to_string(),
+                inode: procfs::socket_inode(l.as_fd()).unwrap_or(0),
+            })
+            .collect();
+        let mut hashed = self.adoption.hashed.borrow_mut();
+        let hash = match hashed.as_ref() {
+            Some((c, hash)) if Arc::ptr_eq(c, config) => *hash,
+            _ => hashed.insert((config.clone(), config_hash(config))).1,
+        };
+        let entry = ProgramEntry {
+            name: self.name().to_string(),
+            generation: self.gens.last,
+            config_hash: hash,
+            listeners,
+            processes,
+        };
+        record::update(self.adoption.id, &entry);
+    }
+
+    /// The status note of an adopted process, while it is the one status shows.
+    pub(super) fn annotate(&self, status: &mut ProgramStatus) {
+        if let Some((pid, note)) = &self.adoption.note {
+            if status.pid == pid.as_raw() {
+                status.adopted = Some(note.clone());
+            }
+        }
+    }
+
+    /// Takes over what adoption left this program (see the module docs).
+    pub(super) fn take_adopted(&mut self, adopted: AdoptedProgram) {
+        let name = self.name().to_string();
+        let newest = adopted.processes().map(|f| f.generation).max();
+        self.gens.last = self
+            .gens
+            .last
+            .max(adopted.generation)
+            .max(newest.unwrap_or(0));
+        if let Some(found) = adopted.serving {
+            let mut process = self.watch_adopted(found, &name);
+            process.ready = true;
+            let pid = process.pid;
+            self.adoption.note = Some((
+                pid,
+                format!(
+                    "adopted after supergo pid {} died: not supergo's child, so its exit status will not be known",
+                    adopted.previous_pid
+                ),
+            ));
+            self.gens.current = Some(process);
+            self.life.state = State::Running;
+        }
+        for found in adopted.stop {
+            let role = found.role;
+            let mut process = self.watch_adopted(found, &name);
+            if role == Role::Draining {
+                // Asked to stop already: a second stop signal could cut its drain short.
+                let since = Stamp::now();
+                info!(
+                    "{name}[{}]: was draining when supergo died; SIGKILL in {:.1} s if still running",
+                    process.pid,
+                    process.policy.timeout.as_secs_f64()
+                );
+                process.stop = Some(StopInfo {
+                    since,
+                    kill_at: Some(since.after(process.policy.timeout)),
+                    reason: StopReason::Stop,
+                });
+                self.gens.draining.push(process);
+            } else {
+                if role != Role::Serving {
+                    info!(
+                        "{name}[{}]: was not ready yet ({}) when supergo died: stopping it",
+                        process.pid,
+                        role.as_str()
+                    );
+                }
+                self.begin_stop(process, StopReason::Stop);
+            }
+        }
+        if let Some(error) = adopted.error {
+            self.record.error = Some(error);
+        }
+        if self.gens.current.is_none() {
+            if let Some(old_pid) = adopted.start_after {
+                if self.resources.config.autostart {
+                    info!("{name}: starts afresh once pid {old_pid} has exited (it holds a listening socket that could not be taken back)");
+                    self.gens.stop_first = Some(StopFirst {
+                        old_pid,
+                        requested: Stamp::now(),
+                    });
+                } else {
+                    // Nothing starts: the stop ends in `Stopped` once the processes are gone.
+                    self.life.stop_requested = true;
+                }
+                self.life.state = State::Stopping;
+            }
+            return;
+        }
+        let Some(why) = adopted.replace else { return };
+        let pid = self.gens.current_pid();
+        match self.resources.listen_error.clone() {
+            // A new generation would have no sockets: the adopted process keeps serving.
+            Some(e) => {
+                error!("{name}[{pid}]: should be replaced ({why}), but {e}; it keeps serving")
+            }
+            None => {
+                info!("{name}[{pid}]: replacing it at once with a new generation (readiness-gated, no downtime): {why}");
+                self.start_handoff(None, None);
+            }
+        }
+    }
+
+    /// An adopted process as one of this worker's: its pidfd registered for signals and
+    /// watched for its exit, its start time as the kernel recorded it.
+    fn watch_adopted(&mut self, found: Found, name: &str) -> Process {
+        let Found {
+            pid,
+            generation,
+            start_ticks,
+            stop_signal,
+            stop_timeout,
+            stop_as_group,
+            pidfd,
+            ..
+        } = found;
+        let for_signals = pidfd.as_ref().and_then(|fd| fd.try_clone().ok());
+        spawn::register_child(pid, for_signals);
+        if let Err(e) = watch::watch(pid, start_ticks, pidfd, self.exits_tx.clone()) {
+            error!("{name}[{pid}]: cannot watch it for its exit: {e}");
+        }
+        let mut process = Process::new(pid, generation, &self.resources.config);
+        process.policy = StopPolicy {
+            signal: stop_signal,
+            timeout: stop_timeout,
+            as_group: stop_as_group,
+        };
+        process.started = started_at(start_ticks);
+        process.ready_deadline = process.started;
+        process
+    }
+}
+
+/// When a process started, from its start time in clock ticks after boot.
+fn started_at(start_ticks: u64) -> Stamp {
+    let age = verify::age(start_ticks).unwrap_or_default();
+    let now = Stamp::now();
+    Stamp {
+        mono: now.mono.checked_sub(age).unwrap_or(now.mono),
+        wall: now.wall.checked_sub(age).unwrap_or(now.wall),
+    }
+}
+
+/// Starts the worker of a program of the config that adoption left processes to
+/// (`program::launch`, with `take_adopted` before its first status is published).
+pub fn launch_adopted(
+    config: Arc<ProgramConfig>,
+    listeners: Result<Vec<Arc<Listener>>, String>,
+    ctx: Arc<Context>,
+    adopted: AdoptedProgram,
+) -> std::io::Result<ProgramHandle> {
+    start(config, listeners, ctx, move |worker| {
+        worker.take_adopted(adopted)
+    })
+}
+
+/// Starts a worker that stops the processes of a program no longer in the config, and ends.
+pub fn launch_removed(
+    adopted: AdoptedProgram,
+    ctx: Arc<Context>,
+) -> std::io::Result<ProgramHandle> {
+    let config = Arc::new(removed_config(&adopted));
+    start(config, Ok(Vec::new()), ctx, move |worker| {
+        worker.life.shutting_down = true;
+        worker.life.stop_requested = true;
+        worker.take_adopted(adopted);
+        worker.life.state = State::Stopping;
+    })
+}
+
+fn start(
+    config: Arc<ProgramConfig>,
+    listeners: Result<Vec<Arc<Listener>>, String>,
+    ctx: Arc<Context>,
+    prepare: impl FnOnce(&mut Worker),
+) -> std::io::Result<ProgramHandle> {
+    let (commands_tx, commands_rx) = unbounded();
+    let status = Arc::new(Mutex::new(ProgramStatus::new(&config.name)));
+    let shared_config: SharedConfig = Arc::new(Mutex::new(config.clone()));
+    let mut worker = Worker::new(
+        config.clone(),
+        shared_config.clone(),
+        listeners,
+        ctx,
+        commands_rx,
+        status.clone(),
+    );
+    prepare(&mut worker);
+    worker.publish();
+    worker.waiters.flush();
+    let thread = std::thread::Builder::new()
+        .name(format!("program {}", config.name))
+        .stack_size(128 * 1024)
+        .spawn(move || worker.run())?;
+    Ok(ProgramHandle {
+        config: shared_config,
+        commands: commands_tx,
+        status,
+        thread,
+    })
+}
+
+/// What stands in for the config of a program that is no longer in it: only how its
+/// processes are stopped matters (as recorded), and that nothing is ever started.
+fn removed_config(adopted: &AdoptedProgram) -> ProgramConfig {
+    let first = adopted.processes().next();
+    ProgramConfig {
+        name: adopted.name.clone(),
+        argv: vec!["(no longer in the config)".into()],
+        directory: PathBuf::from("/"),
+        autostart: false,
+        auto_restart: AutoRestart::Never,
+        exit_codes: vec![0],
+        start_secs: Duration::from_secs(1),
+        max_retry: 0,
+        backoff: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(30),
+        listen_addrs: Vec::new(),
+        listen_names: Vec::new(),
+        socket_mode: 0o660,
+        ready: ReadyMode::Uptime,
+        ready_timeout: Duration::from_secs(60),
+        stop_signal: first.map_or(nix::sys::signal::Signal::SIGTERM, |f| f.stop_signal),
+        stop_timeout: first.map_or(Duration::from_secs(10), |f| f.stop_timeout),
+        stop_as_group: first.is_none_or(|f| f.stop_as_group),
+        stop_before_restart: false,
+        essential: false,
+        stdout_file: None,
+        stderr_file: None,
+        redirect_stderr: false,
+        log_max_bytes: 50 * 1024 * 1024,
+        log_backups: 10,
+        user: None,
+        group: None,
+        umask: None,
+        environment: BTreeMap::new(),
+        clear_env: false,
+        priority: 999,
+        rlimits: BTreeMap::new(),
+        origin: Origin {
+            file: PathBuf::from("(the state file of a supergo that died)"),
+            line: 0,
+        },
+    }
+}
