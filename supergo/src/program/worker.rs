@@ -12,8 +12,8 @@ use std::time::Instant;
 use crossbeam_channel::{at, never, select, unbounded, Receiver, Sender};
 use serde_json::json;
 
-use super::escaped::EscapedHelpers;
 use super::adopted;
+use super::escaped::EscapedHelpers;
 use super::generations::Generations;
 use super::lifecycle::Lifecycle;
 use super::record::{self, Record};
