@@ -106,6 +106,12 @@ impl Listener {
         })
     }
 
+    /// A listening socket handed over by an upgrade in place: the same socket, whose accept
+    /// queue the exec never interrupted.
+    pub fn adopt(addr: ListenAddr, fd: OwnedFd) -> Listener {
+        Listener { addr, fd }
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
@@ -277,6 +283,29 @@ impl ListenerPool {
         open.insert(addr.clone(), std::sync::Arc::downgrade(&listener));
         open.retain(|_, weak| weak.strong_count() > 0);
         Ok(listener)
+    }
+
+    /// Every socket some program (or a process still draining) holds now: what an upgrade in
+    /// place hands over.
+    pub fn open_listeners(&self) -> Vec<std::sync::Arc<Listener>> {
+        let open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut listeners: Vec<_> = open.values().filter_map(std::sync::Weak::upgrade).collect();
+        listeners.sort_by(|a, b| a.addr.cmp(&b.addr));
+        listeners
+    }
+
+    /// Puts a handed-over socket back in the pool: `acquire` of its address returns it for as
+    /// long as someone holds the `Arc` returned.
+    pub fn adopt(&self, listener: Listener) -> std::sync::Arc<Listener> {
+        let listener = std::sync::Arc::new(listener);
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(listener.addr.clone(), std::sync::Arc::downgrade(&listener));
+        listener
     }
 
     /// Every listener of a program, in `listen_addrs` order (fd 3, 4, …).

@@ -40,9 +40,15 @@
 //! The `worker` loop only dispatches; the transitions live beside it, one concern a file:
 //! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
 //! `wiring` holds what connects a worker to the rest of supergo (never serialized).
+//!
+//! An upgrade in place (issue 14): `freeze` (the worker stops and writes its state, or says
+//! why it cannot be handed over now), `serialize` (each part's keys), `config_state` (the
+//! running config), `restore` (the new image's worker, from the state).
 
 mod commands;
+mod config_state;
 mod exits;
+mod freeze;
 mod generations;
 mod handoff;
 mod lifecycle;
@@ -51,6 +57,8 @@ mod process;
 mod readiness;
 mod record;
 mod resources;
+mod restore;
+mod serialize;
 mod stamp;
 mod starting;
 mod stopping;
@@ -68,7 +76,9 @@ use crate::config::ProgramConfig;
 use crate::listener::Listener;
 use crate::status::{ProgramStatus, SharedStatus};
 
+pub use freeze::{Freeze, Frozen};
 pub use process::ready_within;
+pub use restore::RestoredProgram;
 pub use resources::SharedConfig;
 pub use wiring::{Command, Context};
 

@@ -135,7 +135,7 @@ impl Worker {
         })
     }
 
-    fn publish(&self) {
+    pub(super) fn publish(&self) {
         let status = record::snapshot(
             &self.resources.config,
             &self.resources.listeners,
