@@ -59,6 +59,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
 
+pub use handover::RestoredLogs;
+
 use crate::status::{OutputStatus, ProgramStatus};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::deadline;
 use super::gather::{start_by_priority, ToStart};
 use super::request::CoreMessage;
+use super::upgrade::{Ask, Upgrades};
 use crate::config::{Config, ProgramConfig};
 use crate::listener::Listener;
 use crate::program::{self, Command, Context, ProgramHandle};
@@ -23,6 +24,8 @@ pub struct Supervisor {
     /// Programs removed by `update` that may still be draining.
     pub(super) retiring: Vec<ProgramHandle>,
     pub(super) ctx: Arc<Context>,
+    /// Upgrades in place: the tools, the one in progress, the counters (`upgrade`).
+    pub(super) upgrades: Upgrades,
 }
 
 impl Supervisor {
@@ -35,6 +38,7 @@ impl Supervisor {
             programs: BTreeMap::new(),
             retiring: Vec::new(),
             ctx,
+            upgrades: Upgrades::default(),
         };
         let mut groups: BTreeMap<i32, Vec<ToStart>> = BTreeMap::new();
         for program in config.start_order() {
@@ -120,13 +124,20 @@ impl Supervisor {
                         break;
                     }
                 }
+                CoreMessage::Upgrade(ask) => self.upgrade_asked(ask),
+                CoreMessage::Preflight(checked) => {
+                    if self.preflight_done(checked, &inbox) {
+                        break;
+                    }
+                }
             }
         }
+        self.cancel_upgrade("supergo is shutting down");
         self.shutdown(&inbox);
     }
 
     /// Returns true when supergo must shut down.
-    fn on_signal(&mut self, signal: i32) -> bool {
+    pub(super) fn on_signal(&mut self, signal: i32) -> bool {
         use signal_hook::consts::*;
         match signal {
             SIGTERM | SIGINT | SIGQUIT => {
@@ -155,6 +166,11 @@ impl Supervisor {
                 if let Err(e) = spawned {
                     error!("SIGHUP update: cannot start a thread to log its outcome: {e} (the update goes on)");
                 }
+                false
+            }
+            SIGUSR2 => {
+                info!("received SIGUSR2: upgrading in place (as `supergoctl upgrade`)");
+                self.upgrade_asked(Ask::by_signal());
                 false
             }
             SIGUSR1 => {

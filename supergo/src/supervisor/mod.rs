@@ -11,15 +11,24 @@
 //! core, and `ask`), `requests` (how the core answers each), `update` (reread and
 //! update), `shutdown`, `gather` (the starter and collector threads) and `deadline`
 //! (how long is too long).
+//!
+//! Upgrade in place (issue 14): `upgrade` (who asks, one at a time, the answers),
+//! `preflight` (the new binary's `--check-upgrade`, run through supergo's own spawn),
+//! `upgrade_exec` (freeze, write the state, exec) and `restore` (the new image's start).
 
 mod core;
 mod deadline;
 mod gather;
+mod preflight;
 mod request;
 mod requests;
+pub mod restore;
 mod shutdown;
 mod update;
+mod upgrade;
+mod upgrade_exec;
 
 pub use self::core::Supervisor;
 pub use self::request::{ask, CoreMessage, Request};
+pub use self::upgrade::{ask_upgrade, Ask, Checked, Tools};
 pub use self::update::Diff;
