@@ -712,6 +712,15 @@ impl Supergo {
     /// reading) instead of `supergo.out` when given. Its stderr (its log) still goes to
     /// `supergo.err`.
     pub fn spawn_with_stdout(&self, extra_args: &[&str], stdout: Option<Stdio>) {
+        self.spawn_inner(extra_args, stdout, &[]);
+    }
+
+    /// `spawn`, with `env` added to supergo's environment (test switches).
+    pub fn spawn_with_env(&self, extra_args: &[&str], env: &[(&str, &str)]) {
+        self.spawn_inner(extra_args, None, env);
+    }
+
+    fn spawn_inner(&self, extra_args: &[&str], stdout: Option<Stdio>, env: &[(&str, &str)]) {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         assert!(slot.is_none(), "supergo is already started in this test");
         let mut cmd = Command::new(supergo_bin());
@@ -722,6 +731,7 @@ impl Supergo {
             .args(extra_args)
             .current_dir(&self.dir);
         clean_env(&mut cmd);
+        cmd.envs(env.iter().copied());
         let create = |name: &str| {
             let path = self.path(name);
             File::create(&path).unwrap_or_else(|err| panic!("create {}: {err}", path.display()))
@@ -1151,6 +1161,9 @@ fn clean_env(cmd: &mut Command) {
         "SUPERGO_TOKEN",
         "SUPERGO_PROGRAM",
         "SUPERGO_GENERATION",
+        "SUPERGO_UPGRADE_STATE",
+        "SUPERGO_UPGRADE_FALLBACK",
+        "SUPERGO_TEST_FAIL_RESTORE",
     ] {
         cmd.env_remove(var);
     }

@@ -71,6 +71,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check || args.check_upgrade.is_some() {
+        // Not the daemon: no signals thread will take what is blocked.
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        );
+    }
     if let Some(state_version) = &args.check_upgrade {
         return supergo::handover::preflight::run(state_version.as_deref(), &args.config);
     }
