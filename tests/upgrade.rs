@@ -260,6 +260,35 @@ fn a_new_image_that_cannot_restore_falls_back_to_the_old_binary() {
 }
 
 #[test]
+fn an_exec_that_fails_leaves_everything_as_it_was() {
+    let sg = Supergo::new("upgrade_exec_fails");
+    sg.write_config(WEB);
+    let new = copy_of_supergo(&sg, "supergo-new");
+    sg.spawn_with_env(&[], &[("SUPERGO_TEST_FAIL_EXEC", &new.display().to_string())]);
+    sg.wait_ready();
+    let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let (http, body) = upgrade(&sg, Some(&new));
+    assert_eq!(http, 500, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cannot execute") && message.contains("cannot be handed over")
+            && message.contains("carries on as before"),
+        "{message}"
+    );
+    let exe = fs::read_link(format!("/proc/{}/exe", sg.pid())).expect("exe");
+    assert_eq!(exe, supergo_bin().canonicalize().expect("the binary"));
+    assert_eq!(pid_of(&sg.status("web")), child);
+    // Everything was released: restarts (spawn, readiness, reaping the old one) work, and
+    // so does the next upgrade.
+    let (http, body) = sg.api("POST", "/restart/web");
+    assert_eq!(http, 200, "{body}");
+    wait_pid_gone(child, TIMEOUT);
+    upgraded(&sg);
+    assert_eq!(metric(&sg, "supergo_upgrade_failures_total"), 1.0);
+    assert_eq!(metric(&sg, "supergo_upgrades_total"), 1.0);
+}
+
+#[test]
 fn sigusr2_upgrades_in_place() {
     let sg = Supergo::start("upgrade_sigusr2", WEB);
     let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));

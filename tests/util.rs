@@ -1164,6 +1164,7 @@ fn clean_env(cmd: &mut Command) {
         "SUPERGO_UPGRADE_STATE",
         "SUPERGO_UPGRADE_FALLBACK",
         "SUPERGO_TEST_FAIL_RESTORE",
+        "SUPERGO_TEST_FAIL_EXEC",
     ] {
         cmd.env_remove(var);
     }

@@ -156,6 +156,7 @@ impl Supervisor {
             listeners.len(),
             draining
         );
+        fail_exec_for_tests(&pending.target.resolved, &mut w);
         let err = crate::handover::exec::upgrade(&pending.target, &tools.self_exe, w);
         // Still here: the exec did not happen, and nothing was handed over.
         drop(release_tx);
@@ -286,4 +287,28 @@ fn raise_later(signal: i32) {
     if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), signal);
     }
+}
+
+/// Test switch (debug builds only): with `SUPERGO_TEST_FAIL_EXEC` naming the target binary,
+/// the state names an fd that is closed before the exec, so that the exec fails for real
+/// (`exec_image` cannot hand it over) and the way back is taken as after any failed exec.
+fn fail_exec_for_tests(target: &std::path::Path, w: &mut StateWriter) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let named = std::env::var_os("SUPERGO_TEST_FAIL_EXEC").and_then(|p| std::fs::canonicalize(p).ok());
+    if named.as_deref() != Some(target) {
+        return;
+    }
+    // A high number, so that no fd opened before the exec (the memfd) takes it again.
+    let Ok(file) = std::fs::File::open("/dev/null") else {
+        return;
+    };
+    let Ok(high) = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(900)) else {
+        return;
+    };
+    // SAFETY: a new fd that F_DUPFD_CLOEXEC just returned, owned by nothing else.
+    let high = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) };
+    w.section("test", "").write_fd("closed_fd", high.as_fd());
+    // Closed here, as `high` drops: the exec finds it gone.
 }
