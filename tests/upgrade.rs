@@ -65,7 +65,10 @@ fn metric(sg: &Supergo, name: &str) -> f64 {
     let line = (response.body.lines())
         .find(|l| l.starts_with(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", response.body));
-    line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number")
 }
 
 /// A copy of supergo's binary in the test dir: "the new version".
@@ -101,7 +104,11 @@ fn several_upgrades_under_load_keep_every_pid_socket_and_request() {
     let report = load.stop();
     report.assert_no_failures();
     assert!(report.slow_ok > 0, "slow requests went through: {report}");
-    assert_eq!(report.pids.len(), 1, "one process answered throughout: {report}");
+    assert_eq!(
+        report.pids.len(),
+        1,
+        "one process answered throughout: {report}"
+    );
     let after = sg.status("web");
     assert_eq!(pid_of(&after), child, "the same child");
     assert_eq!(socket_inode(child, 3), inode, "the same listening socket");
@@ -126,7 +133,10 @@ fn several_upgrades_under_load_keep_every_pid_socket_and_request() {
 
 #[test]
 fn an_upgrade_while_an_old_generation_drains_hands_the_drain_over() {
-    let sg = Supergo::start("upgrade_drain", &format!("{WEB}stderr_file = \"/dev/stderr\"\n"));
+    let sg = Supergo::start(
+        "upgrade_drain",
+        &format!("{WEB}stderr_file = \"/dev/stderr\"\n"),
+    );
     let old = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
     let addr = sg.app_addr();
     let slow = thread::spawn(move || http_get(&addr, "/sleep?ms=3000"));
@@ -138,13 +148,26 @@ fn an_upgrade_while_an_old_generation_drains_hands_the_drain_over() {
     let (http, body) = sg.api("POST", "/restart/web");
     assert_eq!(http, 200, "{body}");
     let draining = sg.status("web")["draining"].clone();
-    assert_eq!(draining[0]["pid"], old, "the old generation drains: {draining}");
+    assert_eq!(
+        draining[0]["pid"], old,
+        "the old generation drains: {draining}"
+    );
     upgraded(&sg);
     let after = sg.status("web")["draining"].clone();
     assert_eq!(after[0]["pid"], old, "still draining after the upgrade");
-    assert_eq!(after[0]["kill_at"], draining[0]["kill_at"], "same SIGKILL deadline");
-    let answer = slow.join().expect("the slow client").expect("the slow request");
-    assert_eq!(answer, (200, "slept 3000 ms".to_string()), "the request completed");
+    assert_eq!(
+        after[0]["kill_at"], draining[0]["kill_at"],
+        "same SIGKILL deadline"
+    );
+    let answer = slow
+        .join()
+        .expect("the slow client")
+        .expect("the slow request");
+    assert_eq!(
+        answer,
+        (200, "slept 3000 ms".to_string()),
+        "the request completed"
+    );
     wait_pid_gone(old, TIMEOUT);
     sg.wait_log(&format!("web[{old}]: drained after"), TIMEOUT);
     poll_until(TIMEOUT, "the drain to leave the status", || {
@@ -163,7 +186,13 @@ fn the_control_api_never_refuses_a_connection_during_upgrades() {
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
     let poller = {
-        let (sg, stop, ok, failed, errors) = (sg.clone(), stop.clone(), ok.clone(), failed.clone(), errors.clone());
+        let (sg, stop, ok, failed, errors) = (
+            sg.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            errors.clone(),
+        );
         thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 match http_request(&sg.control, "GET", "/status", &[], Duration::from_secs(10)) {
@@ -207,8 +236,11 @@ fn upgrades_to_bin_false_or_a_binary_failing_the_preflight_change_nothing() {
     );
     // The real supergo fails its pre-flight when the config no longer loads.
     let config = fs::read_to_string(&sg.config_path).expect("the config");
-    fs::write(&sg.config_path, format!("{config}\n[program.broken]\nstop_timout = 3\n"))
-        .expect("write");
+    fs::write(
+        &sg.config_path,
+        format!("{config}\n[program.broken]\nstop_timout = 3\n"),
+    )
+    .expect("write");
     let (http, body) = upgrade(&sg, None);
     assert_eq!(http, 500, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
@@ -234,7 +266,10 @@ fn a_new_image_that_cannot_restore_falls_back_to_the_old_binary() {
     let sg = Supergo::new("upgrade_fallback");
     sg.write_config(WEB);
     let new = copy_of_supergo(&sg, "supergo-new");
-    sg.spawn_with_env(&[], &[("SUPERGO_TEST_FAIL_RESTORE", &new.display().to_string())]);
+    sg.spawn_with_env(
+        &[],
+        &[("SUPERGO_TEST_FAIL_RESTORE", &new.display().to_string())],
+    );
     sg.wait_ready();
     let before = sg.wait_state("web", "Running", TIMEOUT);
     let child = pid_of(&before);
@@ -242,12 +277,17 @@ fn a_new_image_that_cannot_restore_falls_back_to_the_old_binary() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(
-        said.contains("could not take over") && said.contains("SUPERGO_TEST_FAIL_RESTORE")
+        said.contains("could not take over")
+            && said.contains("SUPERGO_TEST_FAIL_RESTORE")
             && said.contains("went back to its own binary"),
         "{said}"
     );
     let exe = fs::read_link(format!("/proc/{}/exe", sg.pid())).expect("exe");
-    assert_eq!(exe, supergo_bin().canonicalize().expect("the old binary"), "back on the old binary");
+    assert_eq!(
+        exe,
+        supergo_bin().canonicalize().expect("the old binary"),
+        "back on the old binary"
+    );
     let after = sg.status("web");
     assert_eq!(pid_of(&after), child, "the child was never touched");
     assert_eq!(after["start_time"], before["start_time"]);
@@ -264,14 +304,18 @@ fn an_exec_that_fails_leaves_everything_as_it_was() {
     let sg = Supergo::new("upgrade_exec_fails");
     sg.write_config(WEB);
     let new = copy_of_supergo(&sg, "supergo-new");
-    sg.spawn_with_env(&[], &[("SUPERGO_TEST_FAIL_EXEC", &new.display().to_string())]);
+    sg.spawn_with_env(
+        &[],
+        &[("SUPERGO_TEST_FAIL_EXEC", &new.display().to_string())],
+    );
     sg.wait_ready();
     let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
     let (http, body) = upgrade(&sg, Some(&new));
     assert_eq!(http, 500, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("cannot execute") && message.contains("cannot be handed over")
+        message.contains("cannot execute")
+            && message.contains("cannot be handed over")
             && message.contains("carries on as before"),
         "{message}"
     );
@@ -311,7 +355,11 @@ fn restart_stop_and_update_work_after_an_upgrade() {
     upgraded(&sg);
     let (http, body) = sg.api("GET", "/reread");
     assert_eq!(http, 200, "{body}");
-    assert_eq!(body["data"]["updates"], serde_json::json!(["web"]), "{body}");
+    assert_eq!(
+        body["data"]["updates"],
+        serde_json::json!(["web"]),
+        "{body}"
+    );
     let (http, body) = sg.api("POST", "/restart/web");
     assert_eq!(http, 200, "{body}");
     let second = body["data"]["new_pid"].as_i64().expect("a new pid") as i32;
@@ -350,20 +398,28 @@ stderr_file = "/dev/stdout"
     }
     sg.write_file("stop", "");
     let count: usize = poll_until(TIMEOUT, "the child to stop writing", || {
-        fs::read_to_string(sg.path("count")).ok()?.trim().parse().ok()
+        fs::read_to_string(sg.path("count"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     });
     assert!(count > 0);
     let complete = |text: &str, what: &str, line: &dyn Fn(usize) -> String| {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(what)).collect();
         lines.len() == count && lines.iter().enumerate().all(|(i, l)| *l == line(i))
     };
-    poll_until(TIMEOUT, "every line in the log file and on supergo's stdout, in order, once", || {
-        let file = fs::read_to_string(sg.path("talk.out")).unwrap_or_default();
-        let stdout = sg.stdout();
-        (complete(&file, "out ", &|i| format!("out {i} end"))
-            && complete(&stdout, "talk | err ", &|i| format!("talk | err {i}")))
-        .then_some(())
-    });
+    poll_until(
+        TIMEOUT,
+        "every line in the log file and on supergo's stdout, in order, once",
+        || {
+            let file = fs::read_to_string(sg.path("talk.out")).unwrap_or_default();
+            let stdout = sg.stdout();
+            (complete(&file, "out ", &|i| format!("out {i} end"))
+                && complete(&stdout, "talk | err ", &|i| format!("talk | err {i}")))
+            .then_some(())
+        },
+    );
 }
 
 #[test]
@@ -375,7 +431,10 @@ fn a_sigterm_right_after_sigusr2_stops_supergo_and_every_program() {
     sg.signal(Signal::SIGUSR2);
     sg.signal(Signal::SIGTERM);
     let status = sg.wait_exit(TIMEOUT * 2);
-    assert!(status.success(), "supergo exits 0 after stopping everything: {status:?}");
+    assert!(
+        status.success(),
+        "supergo exits 0 after stopping everything: {status:?}"
+    );
     wait_pid_gone(child, TIMEOUT);
 }
 
@@ -396,7 +455,10 @@ start_secs = 2
     let (http, body) = upgrade(&sg, None);
     assert_eq!(http, 409, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains("web: a restart is in progress"), "{message}");
+    assert!(
+        message.contains("web: a restart is in progress"),
+        "{message}"
+    );
     poll_until(Duration::from_secs(20), "the restart to finish", || {
         let status = sg.status("web");
         (status["handoff"].is_null() && pid_of(&status) != child).then_some(())
@@ -426,12 +488,25 @@ fn a_second_upgrade_while_one_is_checked_is_refused_and_the_core_keeps_answering
     });
     let (http, body) = upgrade(&sg, None);
     assert_eq!(http, 409, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("already in progress"), "{body}");
-    assert_eq!(pid_of(&sg.status("web")), child, "the core answers while the check runs");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already in progress"),
+        "{body}"
+    );
+    assert_eq!(
+        pid_of(&sg.status("web")),
+        child,
+        "the core answers while the check runs"
+    );
     // The token for the pre-flight (which has the FIFO open and waits), then a plain file
     // again before that reader sees the end: the new image reads the file.
     {
-        let mut fifo = fs::OpenOptions::new().write(true).open(&token).expect("open the FIFO");
+        let mut fifo = fs::OpenOptions::new()
+            .write(true)
+            .open(&token)
+            .expect("open the FIFO");
         std::io::Write::write_all(&mut fifo, b"s3cret\n").expect("write the token");
         sg.write_file("token", "s3cret\n");
     }
@@ -444,7 +519,10 @@ impl Supergo {
     /// A metric, or `None` while supergo does not answer (between two images).
     fn try_request_metric(&self, name: &str) -> Option<f64> {
         let response = self.request("GET", "/metrics").ok()?;
-        let line = response.body.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+        let line = response
+            .body
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))?;
         line.rsplit(' ').next()?.parse().ok()
     }
 }

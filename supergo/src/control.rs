@@ -243,7 +243,10 @@ mod tests {
         ));
         assert_eq!(route("GET", "/upgrade").unwrap_err().http, 405);
         assert_eq!(route("POST", "/upgrade?binary=%zz").unwrap_err().http, 400);
-        assert_eq!(binary_in_body(b"/opt/supergo\n"), Some(PathBuf::from("/opt/supergo")));
+        assert_eq!(
+            binary_in_body(b"/opt/supergo\n"),
+            Some(PathBuf::from("/opt/supergo"))
+        );
         assert_eq!(binary_in_body(b"  "), None);
     }
 

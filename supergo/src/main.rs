@@ -9,12 +9,12 @@ use std::sync::Arc;
 use crossbeam_channel::unbounded;
 use supergo::config::{self, Config, DEFAULT_LISTEN};
 use supergo::control::Control;
+use supergo::handover::exec::SelfExe;
+use supergo::handover::inherit::Inherited;
 use supergo::listener::{ListenAddr, ListenerPool};
 use supergo::logs::LogHub;
 use supergo::program::Context;
 use supergo::reaper::Reaper;
-use supergo::handover::exec::SelfExe;
-use supergo::handover::inherit::Inherited;
 use supergo::supervisor::{restore, Supervisor, Tools};
 use supergo::{error, info, signals, warn};
 
@@ -84,7 +84,9 @@ fn main() -> ExitCode {
     }
     // Kept open for the daemon's life: the binary to go back to should an upgrade fail.
     let self_exe = SelfExe::open()
-        .map_err(|e| warn!("cannot open supergo's own binary ({e}): upgrade in place is not available"))
+        .map_err(|e| {
+            warn!("cannot open supergo's own binary ({e}): upgrade in place is not available")
+        })
         .ok();
     match inherited {
         Ok(None) => {}

@@ -59,7 +59,10 @@ pub struct Signals {
 /// Installs the handlers (before any child is started, so no SIGCHLD is missed) and starts
 /// the thread, which reaps once at once: exits that happened before (children that exited
 /// during an upgrade's exec) are routed then.
-pub fn start(reaper: Arc<Reaper>, core: Sender<CoreMessage>) -> io::Result<(Signals, JoinHandle<()>)> {
+pub fn start(
+    reaper: Arc<Reaper>,
+    core: Sender<CoreMessage>,
+) -> io::Result<(Signals, JoinHandle<()>)> {
     let mut signals = Iterator::new(HANDLED)?;
     let park = Arc::new(Park {
         state: Mutex::new(Parking::Running),
@@ -114,10 +117,7 @@ fn park_here(park: &Park, taken: &[i32]) {
         *state = Parking::Parked;
         park.changed.notify_all();
         while *state == Parking::Parked {
-            state = park
-                .changed
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
+            state = park.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
     *state = Parking::Running;

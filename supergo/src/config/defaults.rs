@@ -17,8 +17,12 @@ use super::{program, ProgramConfig};
 /// a valid program name (letters, digits, `_`, `.`, `-`; not `all`).
 pub fn program_defaults(name: &str, directory: &Path) -> Result<ProgramConfig, String> {
     let path = Path::new("(defaults)");
-    let file = SourceFile::parse(path, &directory.join("(defaults)"), "command = \"true\"\n".into())
-        .map_err(|e| e.to_string())?;
+    let file = SourceFile::parse(
+        path,
+        &directory.join("(defaults)"),
+        "command = \"true\"\n".into(),
+    )
+    .map_err(|e| e.to_string())?;
     let section = Section::new(&file, format!("program `{name}`"), &file.root, Some(1));
     program::read(&section, name, directory).map_err(|e| e.to_string())
 }

@@ -64,7 +64,11 @@ impl Server {
 
     /// Accepts again (the upgrade did not happen).
     pub fn resume(&self) {
-        self.gate.quiet.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.gate
+            .quiet
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.gate.paused.store(false, Ordering::SeqCst);
         let _ = (&self.wake).write(&[1]);
     }

@@ -105,7 +105,8 @@ pub fn serve(listener: TcpListener, local: LocalOnly, handler: Arc<Handler>) -> 
     };
     let (back_tx, back_rx) = crossbeam_channel::unbounded();
     let pool = workers::Pool::start(handler, back_tx, wake_tx)?;
-    let reader = poll_loop::Reader::new(listener, local, pool, back_rx, wake_rx, server.gate.clone());
+    let reader =
+        poll_loop::Reader::new(listener, local, pool, back_rx, wake_rx, server.gate.clone());
     std::thread::Builder::new()
         .name("control poll".into())
         .stack_size(POLL_STACK)

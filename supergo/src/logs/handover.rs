@@ -53,7 +53,10 @@ impl LogHub {
     pub fn freeze(&self) -> Result<(StateWriter, Sender<()>), String> {
         let (answer, answered) = bounded(1);
         let (release_tx, release) = bounded(1);
-        if !self.shared.send(Command::Freeze(Freeze { answer, release })) {
+        if !self
+            .shared
+            .send(Command::Freeze(Freeze { answer, release }))
+        {
             return Err("the log thread has stopped".into());
         }
         match answered.recv_timeout(FREEZE_WAIT) {
@@ -66,7 +69,10 @@ impl LogHub {
     }
 
     /// Starts the log thread with the pipes and records of the image before.
-    pub fn start_restored(restored: RestoredLogs, committed: &Committed) -> io::Result<Arc<LogHub>> {
+    pub fn start_restored(
+        restored: RestoredLogs,
+        committed: &Committed,
+    ) -> io::Result<Arc<LogHub>> {
         let hub = LogHub::start()?;
         for (stream, records) in restored.consoles {
             hub.shared.send(Command::Preload(stream, records));
@@ -145,7 +151,9 @@ impl RestoredLogs {
                 program: p.string_or("program", "")?,
                 stream: p.string_or("stream", "stdout")?,
                 target: LogTarget {
-                    path: p.path("path")?.unwrap_or_else(|| PathBuf::from("/dev/null")),
+                    path: p
+                        .path("path")?
+                        .unwrap_or_else(|| PathBuf::from("/dev/null")),
                     max_bytes: p.u64_or("max_bytes", 0)?,
                     backups: p.u32_or("backups", 0)?,
                 },

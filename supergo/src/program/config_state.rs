@@ -47,7 +47,11 @@ pub(super) fn write(w: &mut StateWriter, config: &ProgramConfig) {
         .write_duration("backoff_max", config.backoff_max);
     let addrs: Vec<String> = config.listen_addrs.iter().map(|a| a.to_string()).collect();
     write_list(w, "listen_addr", addrs.iter().map(String::as_str));
-    write_list(w, "listen_name", config.listen_names.iter().map(String::as_str));
+    write_list(
+        w,
+        "listen_name",
+        config.listen_names.iter().map(String::as_str),
+    );
     w.write_u64("socket_mode", u64::from(config.socket_mode))
         .write_str(
             "ready",
@@ -129,7 +133,9 @@ pub(super) fn read(program: &SectionRef<'_>, name: &str) -> Result<ProgramConfig
     c.max_retry = s.u32_or("max_retry", c.max_retry)?;
     c.backoff = s.duration_or("backoff", c.backoff)?;
     c.backoff_max = s.duration_or("backoff_max", c.backoff_max)?;
-    if let Some(addrs) = read_list(&s, "listen_addr", |a| ListenAddr::parse(a, Path::new("/")).ok())? {
+    if let Some(addrs) = read_list(&s, "listen_addr", |a| {
+        ListenAddr::parse(a, Path::new("/")).ok()
+    })? {
         c.listen_addrs = addrs;
     }
     if let Some(names) = read_list(&s, "listen_name", |n| Some(n.to_string()))? {
@@ -205,7 +211,9 @@ fn pair(text: &str) -> Option<(String, String)> {
 }
 
 fn bad(s: &SectionRef<'_>, key: &str, value: &str) -> StateError {
-    s.error(format!("`{key}` holds {value:?}, which this supergo cannot read"))
+    s.error(format!(
+        "`{key}` holds {value:?}, which this supergo cannot read"
+    ))
 }
 
 #[cfg(test)]
@@ -216,7 +224,8 @@ mod tests {
 
     #[test]
     fn a_config_round_trips_through_the_state() {
-        let mut config = crate::config::program_defaults("web", Path::new("/tmp")).expect("defaults");
+        let mut config =
+            crate::config::program_defaults("web", Path::new("/tmp")).expect("defaults");
         config.argv = vec!["./server".into(), "--name=a b".into(), String::new()];
         config.exit_codes = vec![];
         config.listen_addrs = vec![
@@ -250,7 +259,8 @@ mod tests {
 
     #[test]
     fn missing_keys_take_their_defaults() {
-        let text = "supergo-state 1.0\n[program web]\n[.config]\narg_count=1\narg=sleep\ndirectory=/tmp\n";
+        let text =
+            "supergo-state 1.0\n[program web]\n[.config]\narg_count=1\narg=sleep\ndirectory=/tmp\n";
         let state = State::parse(text).expect("parses");
         let program = state.section("program").expect("the program");
         let config = read(&program, "web").expect("reads");

@@ -78,8 +78,8 @@ use crate::status::{ProgramStatus, SharedStatus};
 
 pub use freeze::{Freeze, Frozen};
 pub use process::ready_within;
-pub use restore::RestoredProgram;
 pub use resources::SharedConfig;
+pub use restore::RestoredProgram;
 pub use wiring::{Command, Context};
 
 /// The core's side of a worker.

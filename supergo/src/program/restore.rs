@@ -56,7 +56,8 @@ impl RestoredProgram {
         let config = config_state::read(s, &name)?;
         let mut life = Lifecycle::new();
         let state = s.string_or("state", "Stopped")?;
-        life.state = parse_state(&state).ok_or_else(|| s.error(format!("unknown state {state:?}")))?;
+        life.state =
+            parse_state(&state).ok_or_else(|| s.error(format!("unknown state {state:?}")))?;
         life.failures = s.u32_or("failures", 0)?;
         life.backoff_until = read_stamp(s, "backoff_until")?;
         life.stop_requested = s.bool_or("stop_requested", false)?;
@@ -66,7 +67,9 @@ impl RestoredProgram {
             ..Generations::default()
         };
         for pid in s.list("stillborn")? {
-            let pid = pid.parse().map_err(|_| s.error(format!("stillborn pid {pid:?}")))?;
+            let pid = pid
+                .parse()
+                .map_err(|_| s.error(format!("stillborn pid {pid:?}")))?;
             gens.stillborn.push(Pid::from_raw(pid));
         }
         let _ = s.u64_or("stillborn_count", 0)?;
@@ -133,7 +136,11 @@ impl RestoredProgram {
     }
 
     /// Owns the fds, registers the processes with the reaper and starts the worker.
-    pub fn launch(self, committed: &Committed, ctx: Arc<Context>) -> std::io::Result<ProgramHandle> {
+    pub fn launch(
+        self,
+        committed: &Committed,
+        ctx: Arc<Context>,
+    ) -> std::io::Result<ProgramHandle> {
         let RestoredProgram {
             name,
             config,
@@ -154,7 +161,9 @@ impl RestoredProgram {
             Outputs::from_parts(o.settings, stdout, stderr)
         });
         let config = Arc::new(config);
-        let listeners = ctx.pool.acquire_all(&config.listen_addrs, config.socket_mode);
+        let listeners = ctx
+            .pool
+            .acquire_all(&config.listen_addrs, config.socket_mode);
         let (commands_tx, commands_rx) = unbounded();
         let status: SharedStatus = Arc::new(Mutex::new(ProgramStatus::new(&name)));
         let shared_config = Arc::new(Mutex::new(config.clone()));

@@ -30,5 +30,5 @@ mod upgrade_exec;
 
 pub use self::core::Supervisor;
 pub use self::request::{ask, CoreMessage, Request};
-pub use self::upgrade::{ask_upgrade, Ask, Checked, Tools};
 pub use self::update::Diff;
+pub use self::upgrade::{ask_upgrade, Ask, Checked, Tools};

@@ -49,15 +49,24 @@ pub(super) fn start(
             let _ = answer.send(CoreMessage::Preflight(Checked(outcome)));
         });
     if let Err(e) = spawned {
-        let why = UpgradeError(format!("cannot start a thread to check the new binary: {e}"));
+        let why = UpgradeError(format!(
+            "cannot start a thread to check the new binary: {e}"
+        ));
         let _ = core.send(CoreMessage::Preflight(Checked(Err(why))));
     }
 }
 
-fn check(ctx: &Context, exec_path: &Path, shown: &Path, config: &Path) -> Result<Answer, UpgradeError> {
-    let refuse = |why: String| UpgradeError(format!("refusing to upgrade to {}: {why}", shown.display()));
+fn check(
+    ctx: &Context,
+    exec_path: &Path,
+    shown: &Path,
+    config: &Path,
+) -> Result<Answer, UpgradeError> {
+    let refuse =
+        |why: String| UpgradeError(format!("refusing to upgrade to {}: {why}", shown.display()));
     let cwd = std::env::current_dir().map_err(|e| refuse(format!("no working directory: {e}")))?;
-    let mut program = crate::config::program_defaults("supergo-check-upgrade", &cwd).map_err(refuse)?;
+    let mut program =
+        crate::config::program_defaults("supergo-check-upgrade", &cwd).map_err(refuse)?;
     program.argv = preflight::argv(exec_path, config)
         .into_iter()
         .map(|a| a.to_string_lossy().into_owned())

@@ -84,7 +84,10 @@ pub fn run(
     };
     let skipped = state.skipped();
     if !skipped.is_empty() {
-        warn!("upgrade: this supergo skipped what it does not know in the state: {}", skipped.join("; "));
+        warn!(
+            "upgrade: this supergo skipped what it does not know in the state: {}",
+            skipped.join("; ")
+        );
     }
     let committed = inherited.commit(&state);
 
@@ -111,7 +114,9 @@ pub fn run(
                 draining += old;
                 handles.insert(name, handle);
             }
-            Err(e) => error!("{name}: cannot start its worker thread: {e}; its processes run on unsupervised"),
+            Err(e) => error!(
+                "{name}: cannot start its worker thread: {e}; its processes run on unsupervised"
+            ),
         }
     }
     // The workers hold the listeners they use; one nobody uses closes here.
@@ -199,7 +204,10 @@ impl Supervisor {
     ) -> Supervisor {
         let running: Vec<_> = programs.values().map(|h| h.config()).collect();
         deadline::cover(deadline::answers_within(
-            running.iter().map(|c| c.as_ref()).chain(config.programs.values()),
+            running
+                .iter()
+                .map(|c| c.as_ref())
+                .chain(config.programs.values()),
         ));
         Supervisor {
             config,
@@ -220,13 +228,13 @@ fn back(inherited: Inherited, reason: &str) -> String {
 }
 
 fn read_core(state: &State) -> Result<Core, StateError> {
-    let s = state
-        .section("supergo")
-        .ok_or_else(|| StateError {
-            line: None,
-            message: "no [supergo] section".into(),
-        })?;
-    let control = s.fd("control_fd")?.ok_or_else(|| s.error("no control_fd"))?;
+    let s = state.section("supergo").ok_or_else(|| StateError {
+        line: None,
+        message: "no [supergo] section".into(),
+    })?;
+    let control = s
+        .fd("control_fd")?
+        .ok_or_else(|| s.error("no control_fd"))?;
     let mut listeners = Vec::new();
     for l in state.sections("listener") {
         let addr = l.string_or("addr", "")?;
@@ -255,5 +263,6 @@ fn test_failure(inherited: &Inherited) -> Option<String> {
     let named = std::env::var_os("SUPERGO_TEST_FAIL_RESTORE")?;
     let named = std::fs::canonicalize(named).ok()?;
     let me = std::fs::read_link("/proc/self/exe").ok()?;
-    (named == me).then(|| "refuses the state: told so by SUPERGO_TEST_FAIL_RESTORE (a test)".to_string())
+    (named == me)
+        .then(|| "refuses the state: told so by SUPERGO_TEST_FAIL_RESTORE (a test)".to_string())
 }

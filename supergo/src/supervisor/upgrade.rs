@@ -193,7 +193,11 @@ impl Supervisor {
             ));
         }
         self.retiring.retain(|h| !h.thread.is_finished());
-        let removed: Vec<String> = self.retiring.iter().map(|h| h.config().name.clone()).collect();
+        let removed: Vec<String> = self
+            .retiring
+            .iter()
+            .map(|h| h.config().name.clone())
+            .collect();
         if !removed.is_empty() {
             return Some(Reply::error(
                 409,
@@ -208,7 +212,11 @@ impl Supervisor {
 
     /// The pre-flight's answer. True when supergo must shut down (a stop signal came while
     /// it prepared the exec).
-    pub(super) fn preflight_done(&mut self, checked: Checked, inbox: &Receiver<CoreMessage>) -> bool {
+    pub(super) fn preflight_done(
+        &mut self,
+        checked: Checked,
+        inbox: &Receiver<CoreMessage>,
+    ) -> bool {
         let Some(pending) = self.upgrades.pending.take() else {
             return false; // Cancelled meanwhile (shutdown).
         };

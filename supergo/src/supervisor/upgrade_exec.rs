@@ -76,7 +76,9 @@ impl Supervisor {
                     "received {} while preparing the exec: supergo stops instead",
                     super::core::signal_name(signal)
                 );
-                pending.ask.answer(Reply::error(409, format!("upgrade cancelled: {why}")));
+                pending
+                    .ask
+                    .answer(Reply::error(409, format!("upgrade cancelled: {why}")));
                 true
             }
         }
@@ -207,7 +209,11 @@ impl Supervisor {
     }
 
     /// Answers the inbox until the control API has no request left (or `QUIET_WITHIN`).
-    fn answer_until_quiet(&mut self, quiet: &Receiver<()>, inbox: &Receiver<CoreMessage>) -> Option<Abort> {
+    fn answer_until_quiet(
+        &mut self,
+        quiet: &Receiver<()>,
+        inbox: &Receiver<CoreMessage>,
+    ) -> Option<Abort> {
         let deadline = Instant::now() + QUIET_WITHIN;
         loop {
             let mut select = Select::new();
@@ -296,7 +302,8 @@ fn fail_exec_for_tests(target: &std::path::Path, w: &mut StateWriter) {
     if !cfg!(debug_assertions) {
         return;
     }
-    let named = std::env::var_os("SUPERGO_TEST_FAIL_EXEC").and_then(|p| std::fs::canonicalize(p).ok());
+    let named =
+        std::env::var_os("SUPERGO_TEST_FAIL_EXEC").and_then(|p| std::fs::canonicalize(p).ok());
     if named.as_deref() != Some(target) {
         return;
     }

@@ -33,7 +33,10 @@ impl Pump {
                 .write_str("stream", &info.stream)
                 .write_path("path", &info.path)
                 .write_u64("max_bytes", target.as_ref().map_or(0, |t| t.max_bytes))
-                .write_u64("backups", target.as_ref().map_or(0, |t| u64::from(t.backups)))
+                .write_u64(
+                    "backups",
+                    target.as_ref().map_or(0, |t| u64::from(t.backups)),
+                )
                 .write_fd("read_fd", std::os::fd::AsFd::as_fd(&pipe.read))
                 .write_u64("written", info.written.load(Ordering::Relaxed))
                 .write_u64("dropped", info.dropped.load(Ordering::Relaxed))
