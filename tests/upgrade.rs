@@ -26,6 +26,25 @@ start_secs = 0.2
 stop_timeout = 10
 "#;
 
+/// A `ready = "notify"` program beside `WEB`.
+const NOTIFY: &str = r#"
+[program.ready]
+command = "{probe} notify serve"
+listen_addrs = ["127.0.0.1:{port2}"]
+ready = "notify"
+ready_timeout = 20
+stop_timeout = 5
+"#;
+
+/// The `NOTIFY_SOCKET` a process was started with.
+fn notify_socket_of(pid: i32) -> String {
+    let environ = fs::read(format!("/proc/{pid}/environ")).expect("its environment");
+    (environ.split(|b| *b == 0))
+        .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .unwrap_or_else(|| panic!("pid {pid} has no NOTIFY_SOCKET"))
+}
+
 /// `POST /upgrade` (optionally `?binary=`); the HTTP status and the envelope.
 fn upgrade(sg: &Supergo, binary: Option<&Path>) -> (u16, Value) {
     let path = match binary {
@@ -152,7 +171,10 @@ fn an_upgrade_while_an_old_generation_drains_hands_the_drain_over() {
         draining[0]["pid"], old,
         "the old generation drains: {draining}"
     );
-    upgraded(&sg);
+    let output = sg.ctl(&["upgrade"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.starts_with("upgraded: supergo "), "{said}");
     let after = sg.status("web")["draining"].clone();
     assert_eq!(after[0]["pid"], old, "still draining after the upgrade");
     assert_eq!(
@@ -347,12 +369,18 @@ fn sigusr2_upgrades_in_place() {
 
 #[test]
 fn restart_stop_and_update_work_after_an_upgrade() {
-    let sg = Supergo::start("upgrade_then_act", WEB);
+    let sg = Supergo::start("upgrade_then_act", &format!("{WEB}{NOTIFY}"));
     let first = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let socket = notify_socket_of(pid_of(&sg.wait_state("ready", "Running", TIMEOUT)));
     // Changed on disk before the upgrade: the running config travels, so `reread` still
     // shows the change afterwards and `update` applies it.
-    sg.write_config(&format!("{WEB}environment = {{ VERSION = \"2\" }}\n"));
+    sg.write_config(&format!("{WEB}environment = {{ VERSION = \"2\" }}\n{NOTIFY}"));
     upgraded(&sg);
+    // The notify socket was handed over: a new process's READY=1 reaches the new image.
+    let (http, body) = sg.api("POST", "/restart/ready");
+    assert_eq!(http, 200, "{body}");
+    let renotified = body["data"]["new_pid"].as_i64().expect("a new pid") as i32;
+    assert_eq!(notify_socket_of(renotified), socket, "the same NOTIFY_SOCKET");
     let (http, body) = sg.api("GET", "/reread");
     assert_eq!(http, 200, "{body}");
     assert_eq!(
