@@ -374,13 +374,19 @@ fn restart_stop_and_update_work_after_an_upgrade() {
     let socket = notify_socket_of(pid_of(&sg.wait_state("ready", "Running", TIMEOUT)));
     // Changed on disk before the upgrade: the running config travels, so `reread` still
     // shows the change afterwards and `update` applies it.
-    sg.write_config(&format!("{WEB}environment = {{ VERSION = \"2\" }}\n{NOTIFY}"));
+    sg.write_config(&format!(
+        "{WEB}environment = {{ VERSION = \"2\" }}\n{NOTIFY}"
+    ));
     upgraded(&sg);
     // The notify socket was handed over: a new process's READY=1 reaches the new image.
     let (http, body) = sg.api("POST", "/restart/ready");
     assert_eq!(http, 200, "{body}");
     let renotified = body["data"]["new_pid"].as_i64().expect("a new pid") as i32;
-    assert_eq!(notify_socket_of(renotified), socket, "the same NOTIFY_SOCKET");
+    assert_eq!(
+        notify_socket_of(renotified),
+        socket,
+        "the same NOTIFY_SOCKET"
+    );
     let (http, body) = sg.api("GET", "/reread");
     assert_eq!(http, 200, "{body}");
     assert_eq!(

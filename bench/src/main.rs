@@ -149,7 +149,16 @@ fn parse(raw: Vec<std::ffi::OsString>, paths: &Paths) -> Result<Option<Options>,
         .subcommand()
         .map_err(e)?
         .ok_or("which scenario? restart, footprint, scale, churn, bad-deploy or upgrade")?;
-    if !["restart", "footprint", "scale", "churn", "bad-deploy", "upgrade"].contains(&scenario.as_str()) {
+    if ![
+        "restart",
+        "footprint",
+        "scale",
+        "churn",
+        "bad-deploy",
+        "upgrade",
+    ]
+    .contains(&scenario.as_str())
+    {
         return Err(format!("unknown scenario `{scenario}`"));
     }
     let systems = match args

@@ -131,12 +131,17 @@ fn measure(ctx: &Ctx, sg: &mut Supergo, addr: SocketAddr) -> Result<Value, Strin
     std::thread::sleep(Duration::from_secs(1));
     let end = load.now_us();
     stop.store(true, Ordering::SeqCst);
-    let polls = poller.join().map_err(|_| "the control API poller panicked")?;
+    let polls = poller
+        .join()
+        .map_err(|_| "the control API poller panicked")?;
     let samples = load.finish();
     let (fds1, rss1, threads1) = resources(pid);
     let child_after = wait_serving(addr, Duration::from_secs(10))?;
     let ok = successes(&samples);
-    let holes: Vec<f64> = holes_between(&ok, &marks, end).iter().map(Hole::ms).collect();
+    let holes: Vec<f64> = holes_between(&ok, &marks, end)
+        .iter()
+        .map(Hole::ms)
+        .collect();
     let longest = longest_hole(&ok, marks.first().copied().unwrap_or(0), end);
     let failed: Vec<&Sample> = samples.iter().filter(|s| !s.ok()).collect();
     let slow: Vec<&Sample> = samples.iter().filter(|s| s.kind == Kind::Slow).collect();
@@ -236,7 +241,10 @@ fn poll_control(api: SocketAddr, stop: &AtomicBool) -> Polls {
             if body.starts_with(b"HTTP/1.1 200") {
                 Ok(())
             } else {
-                Err(format!("answer {:?}", String::from_utf8_lossy(&body[..body.len().min(40)])))
+                Err(format!(
+                    "answer {:?}",
+                    String::from_utf8_lossy(&body[..body.len().min(40)])
+                ))
             }
         })();
         polls.done += 1;
@@ -276,17 +284,41 @@ fn table(ctx: &Ctx, child: &str, r: &Value) -> Table {
         "slow requests failed / done",
         text(format!("{} / {}", r["slow_failed"], r["slow_requests"])),
     ));
-    t.push(Row::num("longest hole in service", "ms", vec![num("longest_hole_ms")]));
-    t.push(Row::num("hole per upgrade, p50", "ms", vec![sum("hole_per_upgrade_ms", "p50")]));
-    t.push(Row::num("hole per upgrade, max", "ms", vec![sum("hole_per_upgrade_ms", "max")]));
+    t.push(Row::num(
+        "longest hole in service",
+        "ms",
+        vec![num("longest_hole_ms")],
+    ));
+    t.push(Row::num(
+        "hole per upgrade, p50",
+        "ms",
+        vec![sum("hole_per_upgrade_ms", "p50")],
+    ));
+    t.push(Row::num(
+        "hole per upgrade, max",
+        "ms",
+        vec![sum("hole_per_upgrade_ms", "max")],
+    ));
     t.push(Row::num(
         "longest hole without upgrades (baseline)",
         "ms",
         vec![num("baseline_longest_hole_ms")],
     ));
-    t.push(Row::num("upgrade, request to answer, p50", "ms", vec![sum("upgrade_round_trip_ms", "p50")]));
-    t.push(Row::num("upgrade, request to answer, p99", "ms", vec![sum("upgrade_round_trip_ms", "p99")]));
-    t.push(Row::num("upgrade, as supergo counts it, p50", "ms", vec![sum("upgrade_server_ms", "p50")]));
+    t.push(Row::num(
+        "upgrade, request to answer, p50",
+        "ms",
+        vec![sum("upgrade_round_trip_ms", "p50")],
+    ));
+    t.push(Row::num(
+        "upgrade, request to answer, p99",
+        "ms",
+        vec![sum("upgrade_round_trip_ms", "p99")],
+    ));
+    t.push(Row::num(
+        "upgrade, as supergo counts it, p50",
+        "ms",
+        vec![sum("upgrade_server_ms", "p50")],
+    ));
     t.push(Row::text(
         "same daemon pid / child pid / listener",
         text(format!(
@@ -296,14 +328,26 @@ fn table(ctx: &Ctx, child: &str, r: &Value) -> Table {
     ));
     t.push(Row::text(
         "control API polls (every 10 ms) failed / done",
-        text(format!("{} / {}", r["control_polls_failed"], r["control_polls"])),
+        text(format!(
+            "{} / {}",
+            r["control_polls_failed"], r["control_polls"]
+        )),
     ));
-    t.push(Row::num("longest control API poll", "ms", vec![num("control_longest_poll_ms")]));
+    t.push(Row::num(
+        "longest control API poll",
+        "ms",
+        vec![num("control_longest_poll_ms")],
+    ));
     t.push(Row::text(
         "daemon fds / RSS KiB / threads, before → after",
         text(format!(
             "{} → {} / {} → {} / {} → {}",
-            r["fds"][0], r["fds"][1], r["rss_kib"][0], r["rss_kib"][1], r["threads"][0], r["threads"][1]
+            r["fds"][0],
+            r["fds"][1],
+            r["rss_kib"][0],
+            r["rss_kib"][1],
+            r["threads"][0],
+            r["threads"][1]
         )),
     ));
     t

@@ -300,3 +300,64 @@ fn parse_exit(text: &str) -> Option<ExitStatus> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handover::monotonic;
+    use crate::handover::State as Parsed;
+
+    #[test]
+    fn a_program_section_reads_back_into_its_parts() {
+        let now = monotonic::now_nanos();
+        let text = format!(
+            "supergo-state 1.0\n[program web]\nstate=Running\nfailures=2\ngeneration=3\n\
+             restarts=4\nhandoffs=5\nlast_handoff_ms=12.5\nlast_exit=exited with status 0\n\
+             [.config]\narg_count=1\narg=sleep\ndirectory=/tmp\n\
+             [.process 100]\nrole=serving\npid=100\ngeneration=3\nstop_signal=SIGINT\n\
+             stop_timeout=2000000000\nready=true\nstarted={}\nstarted_wall=1700000000000000000\n\
+             [.process 90]\nrole=draining\npid=90\ngeneration=2\nstarted={}\nstop_since={}\n\
+             stop_reason=handoff\nkill_at={}\nleader_exit=signal:9:core\n",
+            now - 5_000_000_000,
+            now - 9_000_000_000,
+            now - 1_000_000_000,
+            now + 9_000_000_000,
+        );
+        let state = Parsed::parse(&text).expect("parses");
+        let section = state.section("program").expect("the program");
+        let p = RestoredProgram::read(&section).expect("reads");
+        assert_eq!(p.name, "web");
+        assert_eq!(p.life.state, State::Running);
+        assert_eq!(p.life.failures, 2);
+        assert_eq!((p.record.restarts, p.record.handoffs), (4, 5));
+        assert_eq!(p.record.last_handoff_ms, Some(12.5));
+        assert_eq!(p.gens.last, 3);
+        let serving = p.gens.current.as_ref().expect("serving");
+        assert_eq!(serving.pid, Pid::from_raw(100));
+        assert_eq!(serving.policy.signal, Signal::SIGINT);
+        assert_eq!(serving.policy.timeout, Duration::from_secs(2));
+        let ago = serving.started.elapsed();
+        assert!(
+            ago >= Duration::from_secs(5) && ago < Duration::from_secs(6),
+            "{ago:?}"
+        );
+        assert_eq!(serving.started.unix_seconds(), 1_700_000_000.0);
+        let draining = &p.gens.draining[0];
+        let stop = draining.stop.as_ref().expect("stopping");
+        assert_eq!(stop.reason, StopReason::Handoff);
+        let left = stop
+            .kill_at
+            .expect("a deadline")
+            .mono
+            .saturating_duration_since(std::time::Instant::now());
+        assert!(
+            left > Duration::from_secs(8) && left <= Duration::from_secs(9),
+            "{left:?}"
+        );
+        assert_eq!(
+            draining.leader_exit,
+            Some(ExitStatus::Signal(Signal::SIGKILL, true))
+        );
+        assert_eq!(p.process_counts(), (1, 1));
+    }
+}

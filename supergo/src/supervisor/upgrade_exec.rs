@@ -56,10 +56,20 @@ impl Supervisor {
         };
         // The connection is the core's from here: the control API lets go of its copy, so
         // that it is not one of the requests the pause waits for.
-        if pending.ask.client.is_some() {
-            if let Some(reply) = pending.ask.reply.take() {
+        if let Some(reply) = pending.ask.reply.take() {
+            if pending.ask.client.is_some() {
                 let _ = reply.send(Reply::taken());
                 pending.ask.taken = true;
+            } else {
+                // No connection to hand over (it could not be duplicated): whoever asked
+                // hears now that it goes ahead, since its thread ends with this image.
+                let _ = reply.send(Reply::ok(
+                    format!(
+                        "upgrading in place to {} now; supergo's log and GET /metrics tell the outcome",
+                        pending.target.path.display()
+                    ),
+                    serde_json::Value::Null,
+                ));
             }
         }
         let outcome = self.freeze_and_exec(&tools, &pending, &answer, inbox);
