@@ -179,14 +179,27 @@ impl Supervisor {
     fn freeze_workers(&mut self, release: &Receiver<()>) -> Result<Vec<StateWriter>, Abort> {
         let (answer, answers) = unbounded();
         let mut asked = 0;
-        for handle in self.programs.values() {
+        let mut gone = Vec::new();
+        for (name, handle) in &self.programs {
             let order = Freeze {
                 answer: answer.clone(),
                 release: release.clone(),
             };
             if handle.commands.send(Command::Freeze(order)).is_ok() {
                 asked += 1;
+            } else {
+                gone.push(name.clone());
             }
+        }
+        if !gone.is_empty() {
+            // Its state cannot be written: the new image would lose the program.
+            return Err(refused(
+                500,
+                format!(
+                    "upgrade refused, nothing changed: the worker of {} has ended (see supergo's log)",
+                    gone.join(", ")
+                ),
+            ));
         }
         let deadline = Instant::now() + STOP_WITHIN;
         let (mut states, mut busy) = (Vec::new(), Vec::new());
