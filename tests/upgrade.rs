@@ -103,9 +103,7 @@ fn several_upgrades_under_load_keep_every_pid_socket_and_request() {
     let before = sg.wait_state("web", "Running", TIMEOUT);
     let child = pid_of(&before);
     let inode = socket_inode(child, 3);
-    let control_inode = fs::read_dir(format!("/proc/{}/fd", sg.pid()))
-        .expect("supergo's fds")
-        .count();
+    let fds_before = open_fds(sg.pid());
     let load = Load::start(
         &sg.app_addr(),
         LoadOptions {
@@ -136,10 +134,11 @@ fn several_upgrades_under_load_keep_every_pid_socket_and_request() {
     }
     assert_eq!(metric(&sg, "supergo_upgrades_total"), 5.0);
     assert_eq!(metric(&sg, "supergo_upgrade_failures_total"), 0.0);
-    assert_eq!(
-        open_fds(sg.pid()),
-        control_inode,
-        "no fd leaks across upgrades"
+    // A control connection just answered may not be closed on supergo's side yet.
+    poll_until(
+        TIMEOUT,
+        "supergo's fds back to their number before the upgrades",
+        || (open_fds(sg.pid()) <= fds_before).then_some(()),
     );
     let log = sg.log();
     assert_eq!(
