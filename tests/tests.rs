@@ -22,6 +22,7 @@ mod restart;
 mod settings;
 mod spawn_hardening;
 mod update;
+mod upgrade;
 mod util;
 mod util_selftest;
 mod waiters;

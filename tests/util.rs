@@ -715,12 +715,24 @@ impl Supergo {
     /// reading) instead of `supergo.out` when given. Its stderr (its log) still goes to
     /// `supergo.err`.
     pub fn spawn_with_stdout(&self, extra_args: &[&str], stdout: Option<Stdio>) {
-        self.spawn_via(&[], extra_args, stdout);
+        self.spawn_via(&[], extra_args, stdout, &[]);
+    }
+
+    /// `spawn`, with `env` added to supergo's environment (test switches).
+    pub fn spawn_with_env(&self, extra_args: &[&str], env: &[(&str, &str)]) {
+        self.spawn_via(&[], extra_args, None, env);
     }
 
     /// `spawn_with_stdout`, with supergo run through `wrapper` (a command that execs its
-    /// arguments, such as `setpriv …`), so the daemon's pid is still the one started.
-    fn spawn_via(&self, wrapper: &[&str], extra_args: &[&str], stdout: Option<Stdio>) {
+    /// arguments, such as `setpriv …`), so the daemon's pid is still the one started, and
+    /// with `env` added to its environment.
+    fn spawn_via(
+        &self,
+        wrapper: &[&str],
+        extra_args: &[&str],
+        stdout: Option<Stdio>,
+        env: &[(&str, &str)],
+    ) {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         assert!(slot.is_none(), "supergo is already started in this test");
         let mut cmd = match wrapper.split_first() {
@@ -738,6 +750,7 @@ impl Supergo {
             .args(extra_args)
             .current_dir(&self.dir);
         clean_env(&mut cmd);
+        cmd.envs(env.iter().copied());
         let create = |name: &str| {
             let path = self.path(name);
             File::create(&path).unwrap_or_else(|err| panic!("create {}: {err}", path.display()))
@@ -789,7 +802,7 @@ impl Supergo {
             let to = self.path(&format!("supergo-{n}.{stream}"));
             let _ = fs::rename(&from, &to);
         }
-        self.spawn_via(wrapper, &[], None);
+        self.spawn_via(wrapper, &[], None, &[]);
     }
 
     /// Runs supergo to completion with exactly `args` (e.g. `--config F --check`) in the test
@@ -1261,6 +1274,10 @@ fn clean_env(cmd: &mut Command) {
         "SUPERGO_TOKEN",
         "SUPERGO_PROGRAM",
         "SUPERGO_GENERATION",
+        "SUPERGO_UPGRADE_STATE",
+        "SUPERGO_UPGRADE_FALLBACK",
+        "SUPERGO_TEST_FAIL_RESTORE",
+        "SUPERGO_TEST_FAIL_EXEC",
     ] {
         cmd.env_remove(var);
     }

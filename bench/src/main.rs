@@ -44,6 +44,7 @@ Scenarios:
   scale        1000 programs: time to all running, status latency, one restart
   churn        programs that exit at once: exits reaped per second, none lost (supergo)
   bad-deploy   restart into a crashing version, then a never-ready one, under load
+  upgrade      supergo upgrades itself in place under load (--restarts N upgrades)
 
 Options:
   --systems LIST     supergo,supervisord,circus (default: supergo and every peer installed)
@@ -147,8 +148,17 @@ fn parse(raw: Vec<std::ffi::OsString>, paths: &Paths) -> Result<Option<Options>,
     let scenario: String = args
         .subcommand()
         .map_err(e)?
-        .ok_or("which scenario? restart, footprint, scale, churn or bad-deploy")?;
-    if !["restart", "footprint", "scale", "churn", "bad-deploy"].contains(&scenario.as_str()) {
+        .ok_or("which scenario? restart, footprint, scale, churn, bad-deploy or upgrade")?;
+    if ![
+        "restart",
+        "footprint",
+        "scale",
+        "churn",
+        "bad-deploy",
+        "upgrade",
+    ]
+    .contains(&scenario.as_str())
+    {
         return Err(format!("unknown scenario `{scenario}`"));
     }
     let systems = match args

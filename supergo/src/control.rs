@@ -7,10 +7,16 @@
 //!
 //! Routes (DESIGN.md, "Control API"): `GET /status`, `GET /reread`, `POST /update`,
 //! `POST /start/NAME`, `POST /stop/NAME`, `POST /restart/NAME[?wait=false]`,
-//! `GET /log/NAME?stream=stdout|stderr&bytes=N[&offset=N]`. For the original supergo's
-//! clients, which send GET everywhere, the action routes accept GET as well.
+//! `GET /log/NAME?stream=stdout|stderr&bytes=N[&offset=N]`, `POST /upgrade[?binary=PATH]`
+//! (or the path as the body). For the original supergo's clients, which send GET everywhere,
+//! the action routes accept GET as well (but `/upgrade`: POST only).
+//!
+//! `POST /upgrade` goes to the core with a duplicate of its connection: once supergo execs,
+//! the new image answers it on that connection.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -29,8 +35,8 @@ pub struct Control {
 }
 
 impl Control {
-    /// Starts serving; runs until the process exits.
-    pub fn start(self) -> std::io::Result<()> {
+    /// Starts serving; runs until the process exits (or execs).
+    pub fn start(self) -> std::io::Result<http::Server> {
         let Control {
             listener,
             listen,
@@ -41,12 +47,19 @@ impl Control {
         http::serve(
             listener,
             local,
-            Arc::new(move |request: &http::Request| answer(&core, token.as_deref(), request)),
+            Arc::new(move |request: &http::Request, stream: &TcpStream| {
+                answer(&core, token.as_deref(), request, stream)
+            }),
         )
     }
 }
 
-fn answer(core: &Sender<CoreMessage>, token: Option<&str>, request: &http::Request) -> Reply {
+fn answer(
+    core: &Sender<CoreMessage>,
+    token: Option<&str>,
+    request: &http::Request,
+    stream: &TcpStream,
+) -> Reply {
     if let Some(token) = token {
         let given = request.authorization.as_deref().unwrap_or("");
         // The scheme is case-insensitive (RFC 9110 11.1); the token itself is not.
@@ -62,9 +75,39 @@ fn answer(core: &Sender<CoreMessage>, token: Option<&str>, request: &http::Reque
         }
     }
     match route(&request.method, &request.target) {
+        Ok(Request::Upgrade { binary }) => {
+            let binary = binary.or_else(|| binary_in_body(&request.body));
+            supervisor::ask_upgrade(core, binary, stream.try_clone().ok())
+        }
         Ok(req) => supervisor::ask(core, req),
         Err(reply) => reply,
     }
+}
+
+/// `POST /upgrade`'s body, when it names the binary: the path, alone (blanks around it are
+/// not part of it).
+fn binary_in_body(body: &[u8]) -> Option<PathBuf> {
+    let text = body.trim_ascii();
+    (!text.is_empty()).then(|| PathBuf::from(std::ffi::OsString::from_vec(text.to_vec())))
+}
+
+/// `%XX` escapes decoded (`+` stays `+`: a path is not a form field). `None` for a bad
+/// escape.
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 /// Maps method + URL to a core request, or the 4xx answer.
@@ -103,6 +146,19 @@ pub fn route(method: &str, url: &str) -> Result<Request, Reply> {
                 _ => Request::Restart { name, wait: query_value(query, "wait") != Some("false") },
             })
         }
+        ["upgrade"] if method == "POST" => {
+            let binary = match query_value(query, "binary").filter(|b| !b.is_empty()) {
+                None => None,
+                Some(b) => {
+                    let bytes = percent_decode(b).ok_or_else(|| {
+                        Reply::error(400, format!("binary={b}: a bad %-escape"))
+                    })?;
+                    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+                }
+            };
+            Ok(Request::Upgrade { binary })
+        }
+        ["upgrade"] => Err(wrong_method("POST")),
         ["start" | "stop" | "restart"] => Err(Reply::error(400, format!("{path} needs a program name: {path}/NAME (or {path}/all)"))),
         ["log", name] => {
             if !is_get {
@@ -120,7 +176,7 @@ pub fn route(method: &str, url: &str) -> Result<Request, Reply> {
             };
             Ok(Request::Log { name, stream, bytes, offset })
         }
-        _ => Err(Reply::error(404, format!("no route {path}: see GET /status, /reread, /log/NAME; POST /update, /start|stop|restart/NAME"))),
+        _ => Err(Reply::error(404, format!("no route {path}: see GET /status, /reread, /log/NAME; POST /update, /start|stop|restart/NAME, /upgrade"))),
     }
 }
 
@@ -177,6 +233,21 @@ mod tests {
         assert_eq!(route("POST", "/start/../etc").unwrap_err().http, 404);
         assert_eq!(route("POST", "/start/a%20b").unwrap_err().http, 400);
         assert_eq!(route("GET", "/log/web?bytes=x").unwrap_err().http, 400);
+        assert!(matches!(
+            route("POST", "/upgrade?binary=%2Fusr%2Flocal%2Fbin%2Fsupergo%20new"),
+            Ok(Request::Upgrade { binary: Some(b) }) if b == std::path::Path::new("/usr/local/bin/supergo new")
+        ));
+        assert!(matches!(
+            route("POST", "/upgrade"),
+            Ok(Request::Upgrade { binary: None })
+        ));
+        assert_eq!(route("GET", "/upgrade").unwrap_err().http, 405);
+        assert_eq!(route("POST", "/upgrade?binary=%zz").unwrap_err().http, 400);
+        assert_eq!(
+            binary_in_body(b"/opt/supergo\n"),
+            Some(PathBuf::from("/opt/supergo"))
+        );
+        assert_eq!(binary_in_body(b"  "), None);
     }
 
     #[test]

@@ -106,9 +106,10 @@ impl Listener {
         })
     }
 
-    /// A listening socket taken back from a process a dead supergo left running (adoption):
-    /// the same socket, so its queue of connections is never interrupted.
-    pub fn from_taken(addr: ListenAddr, fd: OwnedFd) -> Listener {
+    /// A listening socket supergo did not bind just now: handed over by an upgrade in place,
+    /// or taken back from a process a dead supergo left running (adoption). The same socket,
+    /// so its queue of connections is never interrupted.
+    pub fn from_fd(addr: ListenAddr, fd: OwnedFd) -> Listener {
         Listener { addr, fd }
     }
 
@@ -285,8 +286,21 @@ impl ListenerPool {
         Ok(listener)
     }
 
-    /// Puts a socket taken back by adoption into the pool under its address, so that
-    /// `acquire` returns it instead of binding. An error when the address is open already.
+    /// Every socket some program (or a process still draining) holds now: what an upgrade in
+    /// place hands over.
+    pub fn open_listeners(&self) -> Vec<std::sync::Arc<Listener>> {
+        let open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut listeners: Vec<_> = open.values().filter_map(std::sync::Weak::upgrade).collect();
+        listeners.sort_by(|a, b| a.addr.cmp(&b.addr));
+        listeners
+    }
+
+    /// Puts a socket supergo did not bind itself (see `Listener::from_fd`) into the pool under
+    /// its address, so that `acquire` returns it instead of binding, for as long as someone
+    /// holds the `Arc` returned. An error when the address is open already.
     pub fn insert(&self, listener: Listener) -> Result<std::sync::Arc<Listener>, String> {
         let mut open = self
             .open
@@ -298,7 +312,7 @@ impl ListenerPool {
             .is_some()
         {
             return Err(format!(
-                "{}: a second socket for this address was taken back; keeping the first",
+                "{}: a second socket for this address was handed over; keeping the first",
                 listener.addr
             ));
         }

@@ -43,6 +43,7 @@
 
 mod console;
 mod file;
+mod handover;
 mod lines;
 mod pump;
 #[cfg(test)]
@@ -57,6 +58,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
+
+pub use handover::RestoredLogs;
 
 use crate::status::{OutputStatus, ProgramStatus};
 use nix::errno::Errno;
@@ -114,6 +117,8 @@ struct Registration {
     read: OwnedFd,
     target: LogTarget,
     info: Arc<PipeInfo>,
+    /// What the image before an upgrade in place left of this pipe (nothing for a new one).
+    carried: handover::Carried,
 }
 
 /// Requests to the log thread, each followed by a byte on the wake pipe.
@@ -125,6 +130,10 @@ enum Command {
     Reopen(Sender<()>),
     /// Drain what the pipes hold now, write it, and end the thread.
     Shutdown,
+    /// An upgrade in place: write the state, then wait (see `handover`).
+    Freeze(handover::Freeze),
+    /// Records carried over by an upgrade in place, for one of supergo's own streams.
+    Preload(console::Stream, Vec<u8>),
 }
 
 /// What `LogHub` and every `LogPipe` share: the way to the log thread, and the counters.
@@ -207,6 +216,7 @@ impl LogHub {
             read,
             target,
             info,
+            carried: handover::Carried::default(),
         };
         let pipe = LogPipe {
             id,
@@ -303,6 +313,12 @@ pub struct LogPipe {
 }
 
 impl LogPipe {
+    /// The pipe's id in the log thread (what an upgrade in place writes to match the write
+    /// end with its read end).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The write end, to give to a child (spawn dups it onto fd 1 or 2).
     pub fn write_end(&self) -> BorrowedFd<'_> {
         self.write.as_fd()

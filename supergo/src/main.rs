@@ -9,11 +9,13 @@ use std::sync::Arc;
 use crossbeam_channel::unbounded;
 use supergo::config::{self, Config, DEFAULT_LISTEN};
 use supergo::control::Control;
+use supergo::handover::exec::SelfExe;
+use supergo::handover::inherit::Inherited;
 use supergo::listener::{ListenAddr, ListenerPool};
 use supergo::logs::LogHub;
 use supergo::program::Context;
 use supergo::reaper::Reaper;
-use supergo::supervisor::Supervisor;
+use supergo::supervisor::{restore, Supervisor, Tools};
 use supergo::{adopt, error, info, signals, warn};
 
 const USAGE: &str = "\
@@ -34,7 +36,7 @@ Options:
 
 The original supergo's spellings -config, -listen and -version work too.
 Signals: TERM/INT/QUIT stop every program and exit; HUP = reread + update;
-USR1 = reopen the log files.
+USR1 = reopen the log files; USR2 = upgrade in place (as `supergoctl upgrade`).
 Exit status: 0 after a stop signal; 1 when supergo cannot start; with an essential
 program, that program's exit status once it has ended for good.
 If supergo dies, start it again with the same config and control address: it takes its
@@ -50,11 +52,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // A mask inherited from our launcher would silently switch off SIGCHLD (children left
-    // as zombies) or SIGTERM handling: supergo starts with every signal unblocked.
+    // First, before any fd is opened or thread started: the state of an upgrade in place, if
+    // this image was exec'd by one (it removes its variables from the environment).
+    let inherited = Inherited::take();
+    // Every signal blocked, in this thread and so in every thread it starts: the signals
+    // thread unblocks the ones it handles once their handlers are installed (`signals`).
+    // Unblocking here would let a SIGTERM pending across an upgrade's exec kill this image
+    // before the handlers exist; and a mask inherited from the launcher cannot switch off
+    // supergo's handling, since that thread unblocks what it needs.
     let _ = nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
+        Some(&nix::sys::signal::SigSet::all()),
         None,
     );
     limit_malloc_arenas();
@@ -69,8 +77,38 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check || args.check_upgrade.is_some() {
+        // Not the daemon: no signals thread will take what is blocked.
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        );
+    }
     if let Some(state_version) = &args.check_upgrade {
         return supergo::handover::preflight::run(state_version.as_deref(), &args.config);
+    }
+    // Kept open for the daemon's life: the binary to go back to should an upgrade fail.
+    let self_exe = SelfExe::open()
+        .map_err(|e| {
+            warn!("cannot open supergo's own binary ({e}): upgrade in place is not available")
+        })
+        .ok();
+    match inherited {
+        Ok(None) => {}
+        Ok(Some(inherited)) => {
+            return match restore::run(inherited, &args.config, args.listen.clone(), self_exe) {
+                Ok(status) => ExitCode::from(status),
+                Err(e) => {
+                    error!("upgrade in place: {e}; the programs keep running, unsupervised");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Err(e) => {
+            error!("upgrade in place: {e}");
+            return ExitCode::from(1);
+        }
     }
     let config = match config::load(&args.config) {
         Ok(config) => config,
@@ -83,7 +121,7 @@ fn main() -> ExitCode {
     if args.check {
         return check(&config);
     }
-    match run(args, config) {
+    match run(args, config, self_exe) {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
             error!("{e}");
@@ -178,7 +216,7 @@ fn check(config: &Config) -> ExitCode {
 
 /// Runs supergo until it stops: `Ok` with its exit status (0 after a stop signal, an essential
 /// program's status after its end), or the error that kept it from starting (exit status 1).
-fn run(args: Args, config: Config) -> Result<u8, String> {
+fn run(args: Args, config: Config, self_exe: Option<SelfExe>) -> Result<u8, String> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
@@ -210,7 +248,7 @@ fn run(args: Args, config: Config) -> Result<u8, String> {
     let (core_tx, core_rx) = unbounded();
     let reaper = Arc::new(Reaper::new());
     // Handlers first: a child must never exit before SIGCHLD is being watched.
-    signals::start(reaper.clone(), core_tx.clone())
+    let (signals, _) = signals::start(reaper.clone(), core_tx.clone())
         .map_err(|e| format!("cannot install signal handling: {e}"))?;
     let logs = LogHub::start().map_err(|e| format!("cannot start the log thread: {e}"))?;
     let ctx = Arc::new(Context {
@@ -230,18 +268,27 @@ fn run(args: Args, config: Config) -> Result<u8, String> {
     let token = config.daemon.token.clone();
     // What a supergo that died left running is taken over before anything starts.
     let adoption = startup.adopt(&config, &ctx.pool);
-    let supervisor = Supervisor::adopting(config, ctx, adoption);
+    let mut supervisor = Supervisor::adopting(config, ctx, adoption);
     if let Some(file) = startup.file.take() {
         adopt::record::install(file, &listen);
     }
-    Control {
+    let control = Control {
         listener,
         listen: configured_listen,
-        core: core_tx,
+        core: core_tx.clone(),
         token,
     }
     .start()
     .map_err(|e| format!("cannot start the control API threads: {e}"))?;
+    if let Some(self_exe) = self_exe {
+        let tools = Tools {
+            self_exe,
+            signals,
+            control,
+            core: core_tx,
+        };
+        supervisor.enable_upgrades(tools, 0, 0);
+    }
     let status = supervisor.run(core_rx);
     adopt::record::finish();
     // Every child has exited: write what is left in the log pipes before exiting.

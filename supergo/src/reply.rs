@@ -11,6 +11,9 @@ pub struct Reply {
     pub data: Value,
     /// A body sent as is (text/plain) instead of the JSON envelope (`/metrics`).
     pub raw: Option<String>,
+    /// The handler took the connection to answer it from elsewhere (an upgrade in place:
+    /// the new image answers): the server closes its copy without writing anything.
+    pub taken: bool,
 }
 
 impl Reply {
@@ -20,6 +23,7 @@ impl Reply {
             message: message.into(),
             data,
             raw: None,
+            taken: false,
         }
     }
 
@@ -29,6 +33,7 @@ impl Reply {
             message: message.into(),
             data: Value::Null,
             raw: None,
+            taken: false,
         }
     }
 
@@ -38,6 +43,15 @@ impl Reply {
             message: String::new(),
             data: Value::Null,
             raw: Some(body),
+            taken: false,
+        }
+    }
+
+    /// The connection was taken by the handler (see `taken`).
+    pub fn taken() -> Reply {
+        Reply {
+            taken: true,
+            ..Reply::error(202, "answered by the new image")
         }
     }
 

@@ -6,6 +6,7 @@ mod churn;
 mod footprint;
 mod restart;
 mod scale;
+mod upgrade;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -49,6 +50,7 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
         "scale" => scale::run(ctx)?,
         "churn" => churn::run(ctx)?,
         "bad-deploy" => bad_deploy::run(ctx)?,
+        "upgrade" => upgrade::run(ctx)?,
         other => return Err(format!("unknown scenario `{other}`")),
     };
     let rendered: Vec<String> = tables.iter().map(Table::render).collect();

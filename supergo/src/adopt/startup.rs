@@ -266,7 +266,7 @@ fn adopt_program(
             }
         }
         match taken {
-            Some(fd) => match pool.insert(Listener::from_taken(addr, fd)) {
+            Some(fd) => match pool.insert(Listener::from_fd(addr, fd)) {
                 Ok(listener) => {
                     info!("{name}: took back the listening socket of {} (inode {}) instead of binding it", listener.addr, listener_inode(&listener));
                     held.push(listener);

@@ -9,6 +9,7 @@
 //! A config is checked whole before anything changes: `load` either returns a complete,
 //! valid `Config` or an error naming the file, line and key at fault.
 
+mod defaults;
 mod include;
 mod load;
 mod program;
@@ -29,6 +30,7 @@ use nix::sys::signal::Signal;
 
 use crate::listener::ListenAddr;
 
+pub use defaults::program_defaults;
 pub use load::load;
 
 /// Default control API address.

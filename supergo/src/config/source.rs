@@ -29,7 +29,11 @@ impl SourceFile {
         SourceFile::parse(path, &absolute, text)
     }
 
-    fn parse(path: &Path, absolute: &Path, text: String) -> Result<SourceFile, ConfigError> {
+    pub(super) fn parse(
+        path: &Path,
+        absolute: &Path,
+        text: String,
+    ) -> Result<SourceFile, ConfigError> {
         let root = tree::parse(&text).map_err(|err| ConfigError {
             file: path.to_path_buf(),
             line: err.offset.map(|offset| tree::line_of(&text, offset)),

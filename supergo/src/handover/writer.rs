@@ -131,6 +131,20 @@ impl StateWriter {
         self.write_i64(key, i64::from(raw))
     }
 
+    /// Appends the sections `other` wrote (a part that wrote on a thread of its own) after
+    /// those written here, with the fds they name.
+    pub fn append(&mut self, other: StateWriter) -> &mut Self {
+        self.body.push_str(&other.body);
+        for fd in other.fds {
+            if !self.fds.contains(&fd) {
+                self.fds.push(fd);
+            }
+        }
+        self.in_section = other.in_section || self.in_section;
+        self.in_any = other.in_any || self.in_any;
+        self
+    }
+
     /// Records supergo's own binary (opened at start) for the fallback: a new image that
     /// cannot restore the state re-executes it. Written into `[handover]` by `finish`.
     pub fn handover_exe(&mut self, fd: BorrowedFd<'_>, path: &Path) -> &mut Self {

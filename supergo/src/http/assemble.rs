@@ -1,6 +1,6 @@
 //! One request, assembled from a connection's bytes as they arrive: blank lines skipped,
-//! the head found and parsed, checked against the origin policy, its body (if any) read
-//! and dropped. Pure bookkeeping over bytes, so that the poll loop can hold hundreds of
+//! the head found and parsed, checked against the origin policy, its body (if any, at most
+//! `MAX_BODY` bytes) read into the request. Pure bookkeeping over bytes, so that the poll loop can hold hundreds of
 //! half-sent requests without a thread for any of them.
 
 use super::origin::LocalOnly;
@@ -23,7 +23,7 @@ pub struct Assembly {
 /// What to do with a request once it is complete, or hopeless.
 #[derive(Debug)]
 pub enum Verdict {
-    /// A whole request, its body dropped: answer it.
+    /// A whole request, with its body: answer it.
     Answer(Head),
     /// Answer this refusal and close. The bool: the request was HEAD (no body in answers).
     Refuse(Reply, bool),
@@ -46,8 +46,9 @@ impl Assembly {
     /// Takes `bytes` read from the connection (none: look at what is pending). `Some` once
     /// the request is complete or must be refused.
     pub fn feed(&mut self, bytes: &[u8], policy: &LocalOnly) -> Option<Verdict> {
-        if let Some((_, left)) = &mut self.body {
+        if let Some((head, left)) = &mut self.body {
             let dropped = body_part(*left, bytes.len());
+            head.request.body.extend_from_slice(&bytes[..dropped]);
             *left -= dropped as u64;
             self.pending.extend_from_slice(&bytes[dropped..]);
             if *left > 0 {
@@ -78,15 +79,22 @@ impl Assembly {
         if let Err(reply) = policy.check(&head.provenance) {
             return Some(Verdict::Refuse(reply, head.head_only()));
         }
-        // The control API uses no body; it is dropped so the next request starts at its start.
+        // The body (`MAX_BODY` at most, checked above) goes with the request; the next
+        // request starts after it.
+        let mut head = head;
         let dropped = body_part(head.content_length, self.pending.len());
-        self.pending.drain(..dropped);
+        head.request.body.extend(self.pending.drain(..dropped));
         let left = head.content_length - dropped as u64;
         if left == 0 {
             return Some(Verdict::Answer(head));
         }
         self.body = Some((head, left));
         None
+    }
+
+    /// Nothing of a request has come yet (a keep-alive connection between requests).
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.skipped == 0 && self.body.is_none()
     }
 
     fn too_large(&self) -> Verdict {

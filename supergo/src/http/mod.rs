@@ -18,7 +18,8 @@
 //! - `origin`: local clients only; a web page's request (cross-site, or DNS rebinding) is
 //!   refused with 403;
 //! - `workers`: up to `workers::MAX_WORKERS` threads call the handler and write answers;
-//! - `response`: the answer on the wire.
+//! - `response`: the answer on the wire;
+//! - `gate`: pausing for an upgrade in place, and answering a connection a handler took.
 //!
 //! Limits: a request head of at most `MAX_HEAD` bytes and a body of at most `MAX_BODY`
 //! bytes (read and dropped) must arrive within `READ_TIMEOUT` of when the server begins
@@ -32,6 +33,7 @@
 //! only its non-blocking and defer-accept flags are set here.
 
 mod assemble;
+mod gate;
 mod origin;
 mod parse;
 mod poll_loop;
@@ -40,11 +42,12 @@ mod table;
 mod workers;
 
 use std::io;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use gate::{answer_taken, Server};
 pub use origin::LocalOnly;
 
 use crate::reply::Reply;
@@ -76,30 +79,39 @@ pub struct Request {
     pub target: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The body (at most `MAX_BODY` bytes; `POST /upgrade` may name its binary there).
+    pub body: Vec<u8>,
 }
 
 /// Answers a request. Called on a worker thread; may block (a restart waits for its
-/// handoff), which holds up that worker only.
-pub type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+/// handoff), which holds up that worker only. It sees the connection, so that it can take a
+/// duplicate of it and answer `Reply::taken` (the upgrade in place: the new image answers).
+pub type Handler = dyn Fn(&Request, &TcpStream) -> Reply + Send + Sync;
 
 /// Serves the control API on `listener` (already bound and listening) until the process
 /// exits: starts the poll loop thread and the first worker. `local` says which requests come
 /// from local clients. An error when a thread cannot be started.
-pub fn serve(listener: TcpListener, local: LocalOnly, handler: Arc<Handler>) -> io::Result<()> {
+pub fn serve(listener: TcpListener, local: LocalOnly, handler: Arc<Handler>) -> io::Result<Server> {
     listener.set_nonblocking(true)?;
     defer_accept_until_data(&listener);
     // The workers' "I have news" doorbell for the poll loop; both ends CLOEXEC (std).
     let (wake_rx, wake_tx) = UnixStream::pair()?;
     wake_rx.set_nonblocking(true)?;
     wake_tx.set_nonblocking(true)?;
+    let server = Server {
+        gate: Arc::default(),
+        wake: wake_tx.try_clone()?,
+        listener: listener.try_clone()?,
+    };
     let (back_tx, back_rx) = crossbeam_channel::unbounded();
     let pool = workers::Pool::start(handler, back_tx, wake_tx)?;
-    let reader = poll_loop::Reader::new(listener, local, pool, back_rx, wake_rx);
+    let reader =
+        poll_loop::Reader::new(listener, local, pool, back_rx, wake_rx, server.gate.clone());
     std::thread::Builder::new()
         .name("control poll".into())
         .stack_size(POLL_STACK)
         .spawn(move || reader.run())?;
-    Ok(())
+    Ok(server)
 }
 
 /// Asks the kernel to queue a connection for `accept` only once its first data has come

@@ -148,6 +148,7 @@ pub fn parse_head(head: &[u8]) -> Result<Head, Reply> {
             method: method.to_string(),
             target: target.to_string(),
             authorization,
+            body: Vec::new(),
         },
         keep_alive,
         content_length: content_length.unwrap_or(0),

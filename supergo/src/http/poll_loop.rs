@@ -22,7 +22,10 @@ use crossbeam_channel::Receiver;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use std::sync::Arc;
+
 use super::assemble::Verdict;
+use super::gate::Gate;
 use super::origin::LocalOnly;
 use super::response::render;
 use super::table::Table;
@@ -52,6 +55,8 @@ pub struct Reader {
     accept_paused_until: Option<Instant>,
     last_failure_report: Option<Instant>,
     scratch: Vec<u8>,
+    /// Paused by an upgrade in place (see `gate`).
+    gate: Arc<Gate>,
 }
 
 impl Reader {
@@ -61,6 +66,7 @@ impl Reader {
         pool: Pool,
         back: Receiver<Back>,
         wake: UnixStream,
+        gate: Arc<Gate>,
     ) -> Reader {
         Reader {
             listener,
@@ -72,6 +78,7 @@ impl Reader {
             accept_paused_until: None,
             last_failure_report: None,
             scratch: vec![0; READ_CHUNK],
+            gate,
         }
     }
 
@@ -84,7 +91,8 @@ impl Reader {
 
     fn turn(&mut self) {
         let now = Instant::now();
-        let accepting = self.accept_paused_until.is_none_or(|until| now >= until);
+        let accepting =
+            !self.gate.paused() && self.accept_paused_until.is_none_or(|until| now >= until);
         let deadline = self.next_deadline(accepting);
         let (woken, acceptable, readable) = {
             let mut fds = Vec::with_capacity(2 + self.table.waiting.len());
@@ -126,6 +134,22 @@ impl Reader {
         self.take_back();
         if acceptable {
             self.accept_some();
+        }
+        if self.gate.paused() {
+            self.quiesce();
+        }
+    }
+
+    /// Paused: closes the connections idle between requests, and says so once none is left
+    /// (requests being read or answered finish first).
+    fn quiesce(&mut self) {
+        for i in (0..self.table.waiting.len()).rev() {
+            if self.table.waiting[i].request.is_idle() {
+                self.table.close(i);
+            }
+        }
+        if self.table.waiting.is_empty() && self.table.busy() == 0 {
+            self.gate.now_quiet();
         }
     }
 

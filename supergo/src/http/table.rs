@@ -111,6 +111,11 @@ impl Table {
         });
     }
 
+    /// Connections out with workers (being answered).
+    pub fn busy(&self) -> usize {
+        self.busy
+    }
+
     /// Takes waiting connection `i` out to hand it to a worker; it still counts.
     pub fn hand_to_worker(&mut self, i: usize) -> Waiting {
         self.busy += 1;

@@ -159,7 +159,12 @@ fn answer(shared: &Shared, job: Job) {
     let (conn, reply, keep_alive, head_only) = match job {
         Job::Refuse(conn, reply, head_only) => (conn, reply, false, head_only),
         Job::Answer(conn, head) => {
-            let reply = (shared.handler)(&head.request);
+            let reply = (shared.handler)(&head.request, &conn.stream);
+            if reply.taken {
+                // The handler took the connection (a duplicate of it) to answer elsewhere:
+                // this copy closes without a word, and the poll loop hears it left.
+                return;
+            }
             // Closed after any refusal or failure: a client answered 401 (or any 4xx) must
             // not keep its slot to try again on. And closed once old enough: no connection
             // lives forever, however busy.

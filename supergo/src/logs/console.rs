@@ -32,6 +32,7 @@
 //!   thread waits on it, never the log thread. A fd that was given non-blocking is waited on
 //!   with `poll`. A write error (the reader closed the pipe) drops the batch, counted.
 
+mod handover;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -118,6 +119,9 @@ struct Queue {
     progress: u64,
     closing: bool,
     finished: bool,
+    /// An upgrade in place holds the writer: it takes nothing more until released
+    /// (`handover`).
+    held: bool,
 }
 
 impl Queue {

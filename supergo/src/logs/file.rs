@@ -79,6 +79,15 @@ impl LogFile {
         self.backups = target.backups;
     }
 
+    /// The path and rotation settings (what an upgrade in place hands over).
+    pub fn target(&self) -> LogTarget {
+        LogTarget {
+            path: self.path.clone(),
+            max_bytes: self.max_bytes,
+            backups: self.backups,
+        }
+    }
+
     /// Appends `data` (whole lines, see `lines`), rotating between lines where needed.
     /// Whatever cannot be written is dropped and counted against `who`.
     pub fn write(&mut self, mut data: &[u8], who: &PipeInfo) {

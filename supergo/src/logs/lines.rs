@@ -64,6 +64,23 @@ impl LineBuffer {
         self.last_data = None;
     }
 
+    /// The partial line, and whether it continues a cut one (what an upgrade in place
+    /// carries to the new image).
+    pub fn carried(&self) -> (&[u8], bool) {
+        (&self.partial, self.cut)
+    }
+
+    /// A buffer that goes on with a line carried across an upgrade in place; it waits for
+    /// its newline for `SILENCE` from `now`, as if its bytes had just come.
+    pub fn with_carried(partial: Vec<u8>, cut: bool, now: Instant) -> LineBuffer {
+        let last_data = (!partial.is_empty()).then_some(now);
+        LineBuffer {
+            partial,
+            last_data,
+            cut,
+        }
+    }
+
     /// When the partial line is due to be written for lack of its newline.
     pub fn deadline(&self) -> Option<Instant> {
         self.last_data.map(|at| at + SILENCE)

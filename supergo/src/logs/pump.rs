@@ -27,6 +27,8 @@ use super::file::LogFile;
 use super::lines::LineBuffer;
 use super::{Command, PipeInfo, Registration};
 
+mod handover;
+
 /// Bytes read from a pipe per `read`: the default pipe capacity, so one read usually
 /// empties it.
 const READ_CHUNK: usize = 64 * 1024;
@@ -220,6 +222,8 @@ impl Pump {
                     let _ = done.send(());
                 }
                 Ok(Command::Shutdown) => return false,
+                Ok(Command::Freeze(order)) => self.freeze(order),
+                Ok(Command::Preload(stream, records)) => self.preload(stream, &records),
                 Err(TryRecvError::Empty) => return true,
                 // The hub and every LogPipe are gone: nobody can ask for anything any more.
                 Err(TryRecvError::Disconnected) => return false,
@@ -233,15 +237,11 @@ impl Pump {
             read,
             target,
             info,
+            carried,
         } = registration;
         let sink = match Stream::of(&target.path) {
             Some(stream) => {
-                if self.consoles[stream.index()].is_none() {
-                    // A writer that cannot get its wake pipe still writes; the log thread
-                    // then notices room at its next wake-up or at the grace's end.
-                    let wake = self.wake_write.try_clone().ok();
-                    self.consoles[stream.index()] = Some(Console::start(stream, wake));
-                }
+                self.console(stream);
                 Sink::Console(stream)
             }
             None => {
@@ -259,10 +259,20 @@ impl Pump {
             read,
             sink,
             info,
-            lines: LineBuffer::default(),
-            removed: false,
+            lines: LineBuffer::with_carried(carried.partial, carried.cut, Instant::now()),
+            removed: carried.removed,
             eof: false,
         });
+    }
+
+    /// The console of `stream`, started at first use.
+    fn console(&mut self, stream: Stream) -> &Console {
+        let wake_write = &self.wake_write;
+        self.consoles[stream.index()].get_or_insert_with(|| {
+            // A writer that cannot get its wake pipe still writes; the log thread then
+            // notices room at its next wake-up or at the grace's end.
+            Console::start(stream, wake_write.try_clone().ok())
+        })
     }
 
     /// Reads pipe `index` until it is empty (or `max_reads` reads), writing whole lines.

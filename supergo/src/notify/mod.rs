@@ -132,6 +132,27 @@ impl NotifySocket {
             .as_abstract()
             .map(<[u8]>::to_vec)
             .ok_or("the kernel gave it no abstract name")?;
+        NotifySocket::serve(program, fd, name)
+    }
+
+    /// The socket of an upgrade in place, handed over by the image before: its reader starts
+    /// again, and datagrams that waited in it during the exec are read now.
+    pub fn adopt(program: &str, fd: OwnedFd) -> Result<NotifySocket, String> {
+        let name = getsockname::<UnixAddr>(fd.as_raw_fd())
+            .map_err(|e| format!("cannot read the name of its socket: {}", e.desc()))?
+            .as_abstract()
+            .map(<[u8]>::to_vec)
+            .ok_or("its socket has no abstract name")?;
+        NotifySocket::serve(program, fd, name)
+    }
+
+    /// The socket's fd (handed over by an upgrade in place).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self.socket.as_ref())
+    }
+
+    /// Asks for the senders' credentials and starts the reader of the bound socket `fd`.
+    fn serve(program: &str, fd: OwnedFd, name: Vec<u8>) -> Result<NotifySocket, String> {
         // SO_PASSCRED: the kernel attaches the sender's real pid/uid/gid to each datagram.
         setsockopt(&fd, sockopt::PassCred, &true)
             .map_err(|e| format!("cannot ask for the senders' credentials: {}", e.desc()))?;

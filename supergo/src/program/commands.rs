@@ -31,6 +31,7 @@ impl Worker {
                 self.waiters.stop.extend(reply);
                 self.request_stop();
             }
+            Command::Freeze(order) => self.on_freeze(order),
         }
     }
 

@@ -46,12 +46,18 @@
 //! Two concerns of running as a container's entrypoint (issue 16), each in a file of its
 //! own: `escaped` stops the program's helpers that left its process groups, with it; `ended`
 //! tells the core when an `essential` program has ended for good.
+//!
+//! An upgrade in place (issue 14): `freeze` (the worker stops and writes its state, or says
+//! why it cannot be handed over now), `serialize` (each part's keys), `config_state` (the
+//! running config), `restore` (the new image's worker, from the state).
 
 mod adopted;
 mod commands;
+mod config_state;
 mod ended;
 mod escaped;
 mod exits;
+mod freeze;
 mod generations;
 mod handoff;
 mod lifecycle;
@@ -60,6 +66,8 @@ mod process;
 mod readiness;
 mod record;
 mod resources;
+mod restore;
+mod serialize;
 mod stamp;
 mod starting;
 mod stopping;
@@ -78,8 +86,10 @@ use crate::listener::Listener;
 use crate::status::{ProgramStatus, SharedStatus};
 
 pub use adopted::{launch_adopted, launch_removed};
+pub use freeze::{Freeze, Frozen};
 pub use process::ready_within;
 pub use resources::SharedConfig;
+pub use restore::RestoredProgram;
 pub use wiring::{Command, Context};
 
 /// The core's side of a worker.

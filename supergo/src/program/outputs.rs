@@ -68,6 +68,27 @@ impl Outputs {
         })
     }
 
+    /// Outputs rebuilt by an upgrade in place from the pipes the log hub took back.
+    pub fn from_parts(
+        settings: LogSettings,
+        stdout: Option<LogPipe>,
+        stderr: Option<LogPipe>,
+    ) -> Outputs {
+        Outputs {
+            settings,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Each stream's pipe, by name (what an upgrade in place writes).
+    pub fn pipes(&self) -> [(&'static str, Option<&LogPipe>); 2] {
+        [
+            ("stdout", self.stdout.as_ref()),
+            ("stderr", self.stderr.as_ref()),
+        ]
+    }
+
     /// fd 1 and fd 2 for a new child: pipe write ends, or /dev/null for a discarded stream.
     pub fn stdio(&self, c: &ProgramConfig) -> Result<(OwnedFd, OwnedFd), String> {
         let end = |pipe: &Option<LogPipe>| -> Result<OwnedFd, String> {

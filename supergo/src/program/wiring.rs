@@ -28,6 +28,8 @@ pub enum Command {
     },
     /// Stop everything and end the worker (supergo exits, or `update` removed the program).
     Shutdown(Option<Replier>),
+    /// An upgrade in place: write the state, then wait (see `freeze`).
+    Freeze(super::freeze::Freeze),
 }
 
 /// What a worker shares with the rest of supergo.

@@ -134,6 +134,18 @@ impl Reaper {
         }
     }
 
+    /// Registers a child handed over by an upgrade in place (still supergo's child, not
+    /// reaped: its pid cannot have been reused), with a pidfd opened again now. Called before
+    /// the new image's first reap, so an exit during the exec is routed like any other.
+    pub fn adopt(&self, pid: Pid, route: &Sender<Exit>) {
+        // A zombie has a pidfd too; without one (Linux < 5.3) signals go by pid, which is
+        // safe while the child is not reaped.
+        let pidfd = crate::adopt::pidfd::pidfd_open(pid).ok();
+        let mut table = self.table();
+        table.routes.insert(pid, route.clone());
+        spawn::register_child(pid, pidfd);
+    }
+
     /// Registers `pid` for `route`, or hands it its exit at once when the reaper was first.
     fn register(&self, pid: Pid, pidfd: Option<OwnedFd>, route: &Sender<Exit>, since: Instant) {
         let parked = {

@@ -12,6 +12,7 @@ use super::deadline;
 use super::gather::{start_by_priority, ToStart};
 use super::request::CoreMessage;
 use super::service_manager;
+use super::upgrade::{Ask, Upgrades};
 use crate::adopt::plan::Adoption;
 use crate::config::{Config, ProgramConfig};
 use crate::listener::Listener;
@@ -26,6 +27,8 @@ pub struct Supervisor {
     /// Programs removed by `update` that may still be draining.
     pub(super) retiring: Vec<ProgramHandle>,
     pub(super) ctx: Arc<Context>,
+    /// Upgrades in place: the tools, the one in progress, the counters (`upgrade`).
+    pub(super) upgrades: Upgrades,
 }
 
 impl Supervisor {
@@ -44,6 +47,7 @@ impl Supervisor {
             programs: BTreeMap::new(),
             retiring: Vec::new(),
             ctx,
+            upgrades: Upgrades::default(),
         };
         let mut groups: BTreeMap<i32, Vec<ToStart>> = BTreeMap::new();
         for program in config.start_order() {
@@ -146,14 +150,21 @@ impl Supervisor {
                         break;
                     }
                 }
+                CoreMessage::Upgrade(ask) => self.upgrade_asked(ask),
+                CoreMessage::Preflight(checked) => {
+                    if self.preflight_done(checked, &inbox) {
+                        break;
+                    }
+                }
             }
         }
+        self.cancel_upgrade("supergo is shutting down");
         self.shutdown(&inbox);
         exit_status
     }
 
     /// Returns true when supergo must shut down.
-    fn on_signal(&mut self, signal: i32) -> bool {
+    pub(super) fn on_signal(&mut self, signal: i32) -> bool {
         use signal_hook::consts::*;
         match signal {
             SIGTERM | SIGINT | SIGQUIT => {
@@ -182,6 +193,11 @@ impl Supervisor {
                 if let Err(e) = spawned {
                     error!("SIGHUP update: cannot start a thread to log its outcome: {e} (the update goes on)");
                 }
+                false
+            }
+            SIGUSR2 => {
+                info!("received SIGUSR2: upgrading in place (as `supergoctl upgrade`)");
+                self.upgrade_asked(Ask::by_signal());
                 false
             }
             SIGUSR1 => {

@@ -14,18 +14,27 @@
 //! for a container's entrypoint and a systemd service (issue 16), `essential` (the end of an
 //! essential program ends supergo) and `service_manager` (what supergo tells systemd, and
 //! when).
+//!
+//! Upgrade in place (issue 14): `upgrade` (who asks, one at a time, the answers),
+//! `preflight` (the new binary's `--check-upgrade`, run through supergo's own spawn),
+//! `upgrade_exec` (freeze, write the state, exec) and `restore` (the new image's start).
 
 mod adopting;
 mod core;
 mod deadline;
 mod essential;
 mod gather;
+mod preflight;
 mod request;
 mod requests;
+pub mod restore;
 mod service_manager;
 mod shutdown;
 mod update;
+mod upgrade;
+mod upgrade_exec;
 
 pub use self::core::Supervisor;
 pub use self::request::{ask, CoreMessage, Request};
 pub use self::update::Diff;
+pub use self::upgrade::{ask_upgrade, Ask, Checked, Tools};

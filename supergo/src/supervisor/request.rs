@@ -30,6 +30,11 @@ pub enum Request {
         bytes: u64,
         offset: Option<u64>,
     },
+    /// `POST /upgrade`: re-execute supergo from `binary` (default: where it was started
+    /// from). The control API sends it as `CoreMessage::Upgrade`, with its connection.
+    Upgrade {
+        binary: Option<std::path::PathBuf>,
+    },
 }
 
 impl Request {
@@ -44,6 +49,7 @@ impl Request {
             Request::Stop(name) => format!("the stop of {name}"),
             Request::Restart { name, .. } => format!("the restart of {name}"),
             Request::Log { name, .. } => format!("the log request for {name}"),
+            Request::Upgrade { .. } => "the upgrade".to_string(),
         }
     }
 
@@ -59,10 +65,14 @@ impl Request {
 /// What reaches the core.
 pub enum CoreMessage {
     Control(Request, Replier),
-    /// One of supergo's own signals (TERM, INT, QUIT, HUP, USR1), as a number.
+    /// One of supergo's own signals (TERM, INT, QUIT, HUP, USR1, USR2), as a number.
     Signal(i32),
     /// From a worker: its `essential` program ended for good (see `essential`).
     Ended(crate::essential::Ended),
+    /// An upgrade in place asked for (see `upgrade`).
+    Upgrade(super::upgrade::Ask),
+    /// The pre-flight of the upgrade in progress is done.
+    Preflight(super::upgrade::Checked),
 }
 
 /// Sends `request` to the core and waits for the answer (for the control threads).

@@ -30,7 +30,8 @@ impl Supervisor {
                 ));
             }
             Request::Metrics => {
-                let _ = reply.send(Reply::text(crate::metrics::render(&self.snapshots())));
+                let text = crate::metrics::render(&self.snapshots()) + &self.upgrade_metrics();
+                let _ = reply.send(Reply::text(text));
             }
             Request::Reread => {
                 let _ = reply.send(match self.reread() {
@@ -77,13 +78,20 @@ impl Supervisor {
             } => {
                 let _ = reply.send(self.log_tail(&name, &stream, bytes, offset));
             }
+            // (The control API sends `CoreMessage::Upgrade`, with its connection.)
+            Request::Upgrade { binary } => self.upgrade_asked(super::upgrade::Ask {
+                binary,
+                reply: Some(reply),
+                by: "the control API",
+                ..super::upgrade::Ask::by_signal()
+            }),
         }
     }
 
     /// Every program's published status, as of now, by name.
     /// Programs removed by `update` whose processes still drain come last, so that their
     /// draining processes stay visible until they are gone.
-    fn snapshots(&self) -> Vec<crate::status::ProgramStatus> {
+    pub(super) fn snapshots(&self) -> Vec<crate::status::ProgramStatus> {
         let retiring = self.retiring.iter().filter(|h| !h.thread.is_finished());
         let mut all: Vec<_> = self
             .programs

@@ -134,6 +134,11 @@ impl Supervisor {
                     ),
                 ));
             }
+            CoreMessage::Upgrade(ask) => ask.answer(Reply::error(
+                409,
+                "the upgrade is refused: supergo is shutting down and stopping every program",
+            )),
+            CoreMessage::Preflight(_) => {}
             CoreMessage::Signal(signal) => info!(
                 "received {} while stopping every program: already shutting down",
                 signal_name(signal)

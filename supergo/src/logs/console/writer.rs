@@ -93,7 +93,7 @@ pub(super) fn run(shared: Arc<Shared>, output: Output, wake: Option<OwnedFd>) {
     loop {
         {
             let mut queue = shared.queue();
-            while queue.pending.is_empty() && !queue.closing {
+            while (queue.pending.is_empty() || queue.held) && !queue.closing {
                 queue = shared
                     .changed
                     .wait(queue)

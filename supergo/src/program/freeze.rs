@@ -1,0 +1,108 @@
+//! The worker's side of an upgrade in place: the freeze.
+//!
+//! The core first parks the signals thread (nothing is reaped from then on), then sends every
+//! worker `Command::Freeze`. The worker acts on what reached it before (exits and
+//! notifications already routed: their work must not die with the old image), then either
+//! writes its state or says why it cannot be handed over now (`busy`), and answers no
+//! command until it is released: from the freeze to the exec it spawns nothing and changes
+//! nothing, so the state written is the state the new image takes over. An exec ends the
+//! thread right there; a release (the exec failed, or another worker was busy) lets it carry
+//! on as if nothing had happened.
+//!
+//! The policy for what cannot cross the exec (README, "Upgrading supergo"): a handoff in
+//! progress, a `stop_before_restart` restart, a client waiting for an outcome (start, stop,
+//! restart, update), and a process that is starting with `ready = "notify"` (its `READY=1`
+//! could be read by the old image's notify reader and die with it). Each refuses the
+//! upgrade with a reason that names the program; what is merely starting with
+//! `ready = "uptime"`, backing off or draining is handed over.
+
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::worker::Worker;
+use crate::config::ReadyMode;
+use crate::handover::StateWriter;
+
+/// The core's order to freeze, with where to answer and what to wait for.
+pub struct Freeze {
+    pub answer: Sender<Frozen>,
+    /// Released (or dropped) when supergo carries on without the exec.
+    pub release: Receiver<()>,
+}
+
+/// A worker's answer to a freeze.
+pub enum Frozen {
+    /// It cannot be handed over now; why, naming the program.
+    Busy(String),
+    /// Its sections of the state.
+    Ready(StateWriter),
+}
+
+impl Worker {
+    pub(super) fn on_freeze(&mut self, order: Freeze) {
+        // What was routed here before the signals thread parked: acted on now, in this
+        // image, so that no exit or READY=1 is lost with it.
+        while let Ok(exit) = self.exits.try_recv() {
+            self.on_exit(exit);
+        }
+        if let Some(notifications) = self.resources.notify.as_ref().map(|n| n.receiver().clone()) {
+            while let Ok(note) = notifications.try_recv() {
+                self.on_notification(note);
+            }
+        }
+        self.on_timers(Instant::now());
+        self.check_stopped();
+        self.publish();
+        self.waiters.flush();
+        let frozen = match self.busy() {
+            Some(why) => Frozen::Busy(why),
+            None => {
+                let mut writer = StateWriter::new();
+                self.serialize(&mut writer);
+                Frozen::Ready(writer)
+            }
+        };
+        if order.answer.send(frozen).is_err() {
+            return; // The core gave up on this freeze: carry on.
+        }
+        // No command, exit or timer is looked at until the release; the exec ends this
+        // thread here.
+        let _ = order.release.recv();
+    }
+
+    /// Why this program cannot be handed over right now (see the module docs).
+    fn busy(&self) -> Option<String> {
+        let name = self.name();
+        if let Some(handoff) = &self.gens.handoff {
+            return Some(format!(
+                "{name}: a restart is in progress (new pid {} is starting)",
+                handoff.process.pid
+            ));
+        }
+        if self.gens.stop_first.is_some() {
+            return Some(format!(
+                "{name}: a restart is in progress (stopping the old process first)"
+            ));
+        }
+        let w = &self.waiters;
+        if !w.ready.is_empty() {
+            return Some(format!("{name}: a client is waiting for it to start"));
+        }
+        if !w.stop.is_empty() {
+            return Some(format!("{name}: a client is waiting for it to stop"));
+        }
+        if !w.handoff.is_empty() || !w.stop_first.is_empty() {
+            return Some(format!("{name}: a client is waiting for its restart"));
+        }
+        let starting_notify = self.resources.config.ready == ReadyMode::Notify
+            && self.gens.current.as_ref().is_some_and(|p| !p.ready);
+        if starting_notify {
+            return Some(format!(
+                "{name}: pid {} is starting and has not sent READY=1 yet",
+                self.gens.current_pid()
+            ));
+        }
+        None
+    }
+}
