@@ -24,8 +24,10 @@ mod procfs;
 mod report;
 mod scenarios;
 mod setup;
+mod smaps;
 mod stats;
 mod systems;
+mod targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +60,11 @@ Options:
   --baseline-secs N  restart: length of the run without restarts (default 5)
   --counts LIST      footprint: program counts (default 1,100,1000)
   --idle-secs N      footprint: idle CPU window (default 30)
+  --shape SHAPE      footprint, scale: `realistic` (default; a unix-socket listener and a
+                     stdout log file per program; footprint restarts a tenth of them and
+                     reads the status before measuring) or `sleep` (bare `sleep` programs)
+  --baseline PATH    footprint, scale: an earlier result file; its supergo figures are
+                     shown beside the targets as `before`
   --programs N       scale: programs (default 1000); churn: programs (default 10)
   --secs N           churn: seconds of churn (default 10)
   --backoff-secs F   churn: backoff_secs (default 0.01)
@@ -86,6 +93,8 @@ pub struct Options {
     pub backoff_secs: f64,
     pub phase_secs: f64,
     pub ready_timeout: f64,
+    pub shape: scenarios::Shape,
+    pub baseline: Option<PathBuf>,
 }
 
 /// What every scenario gets.
@@ -241,6 +250,13 @@ fn parse(raw: Vec<std::ffi::OsString>, paths: &Paths) -> Result<Option<Options>,
             .opt_value_from_str("--ready-timeout")
             .map_err(e)?
             .unwrap_or(2.0),
+        shape: scenarios::Shape::parse(
+            &args
+                .opt_value_from_str::<_, String>("--shape")
+                .map_err(e)?
+                .unwrap_or_else(|| "realistic".into()),
+        )?,
+        baseline: args.opt_value_from_str("--baseline").map_err(e)?,
     };
     let rest = args.finish();
     if !rest.is_empty() {

@@ -6,6 +6,9 @@ mod churn;
 mod footprint;
 mod restart;
 mod scale;
+mod shape;
+
+pub use shape::Shape;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
