@@ -14,9 +14,11 @@
 //! Each prints Markdown tables and writes a JSON result (`--json PATH`, default
 //! `target/bench/<scenario>.json`). Timings live here, never in tests.
 //!
-//! The binary also has one internal mode, `bench exec-blocking FD PROGRAM ARGS…`: it clears
-//! `O_NONBLOCK` on FD and execs PROGRAM. circus hands its workers a non-blocking listener,
+//! The binary also has two internal modes. `bench exec-blocking FD PROGRAM ARGS…` clears
+//! `O_NONBLOCK` on FD and execs PROGRAM: circus hands its workers a non-blocking listener,
 //! which the example children (rightly) refuse to change themselves; see `systems::circus`.
+//! `bench smaps PID` prints a process's resident memory by cause (`smaps`), as `footprint`
+//! reads it, for the tools in `bench/tools/`.
 
 mod cleanup;
 mod load;
@@ -109,6 +111,9 @@ fn main() -> ExitCode {
     if raw.first().is_some_and(|a| a == "exec-blocking") {
         raw.remove(0);
         return exec_blocking(raw);
+    }
+    if raw.first().is_some_and(|a| a == "smaps") {
+        return print_smaps(raw.get(1));
     }
     if let Err(e) = cleanup::install() {
         eprintln!("bench: error: {e}");
@@ -287,6 +292,25 @@ fn parse_systems(list: &str) -> Result<Vec<Peer>, String> {
         out.insert(0, Peer::Supergo);
     }
     Ok(out)
+}
+
+/// `smaps PID`: the resident memory of PID by cause, and how many stacks have each resident
+/// size.
+fn print_smaps(pid: Option<&std::ffi::OsString>) -> ExitCode {
+    let Some(pid) = pid.and_then(|p| p.to_str()).and_then(|p| p.parse::<i32>().ok()) else {
+        eprintln!("usage: bench smaps PID");
+        return ExitCode::from(2);
+    };
+    match smaps::breakdown(pid) {
+        Ok(b) => {
+            print!("{}", b.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench smaps: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `exec-blocking FD PROGRAM ARGS…`: clear O_NONBLOCK on FD, exec PROGRAM (see module docs).

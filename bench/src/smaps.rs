@@ -6,7 +6,8 @@
 //! - a **thread stack** is an anonymous `rw-p` mapping that starts where an anonymous `---p`
 //!   mapping ends: glibc maps a thread's stack and makes its lowest pages the guard; the
 //!   thread's descriptor (`struct pthread`) and its static TLS sit at the top of the same
-//!   mapping, so a thread costs at least a page of "stack" even if it never calls anything;
+//!   mapping, so a thread costs at least a page of "stack" even if it never calls anything.
+//!   Such a mapping under 32 KiB is a **signal stack** (see `SIGNAL_STACK_MAX`);
 //! - a **malloc arena** of a thread other than the main one is an anonymous `rw-p` mapping
 //!   followed by the `---p` rest of its 64 MiB reservation (the other way round);
 //! - `[heap]` is the main arena (brk); `[stack]` the main thread's stack;
@@ -16,6 +17,12 @@
 //! mappings: those land in "other anonymous".
 
 use std::collections::BTreeMap;
+
+/// A guarded anonymous mapping smaller than this is a signal stack, not a thread stack: Rust's
+/// std gives every thread it starts a `sigaltstack` of `max(SIGSTKSZ, AT_MINSIGSTKSZ)` (8 KiB
+/// here) behind a guard page, to report stack overflows; the smallest thread stack supergo
+/// asks for is 64 KiB.
+const SIGNAL_STACK_MAX: u64 = 32 * 1024;
 
 /// One mapping of `/proc/PID/smaps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +39,7 @@ pub struct Mapping {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum Cause {
     ThreadStacks,
+    SignalStacks,
     Heap,
     OtherArenas,
     OtherAnonymous,
@@ -44,6 +52,7 @@ impl Cause {
     pub fn label(self) -> &'static str {
         match self {
             Cause::ThreadStacks => "thread stacks (incl. each thread's TLS and descriptor)",
+            Cause::SignalStacks => "signal stacks (Rust's sigaltstack per thread)",
             Cause::Heap => "malloc main arena ([heap], brk)",
             Cause::OtherArenas => "other malloc arenas (per-thread)",
             Cause::OtherAnonymous => "other anonymous (large mallocs, mmap)",
@@ -53,8 +62,9 @@ impl Cause {
         }
     }
 
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 8] = [
         Cause::ThreadStacks,
+        Cause::SignalStacks,
         Cause::Heap,
         Cause::OtherArenas,
         Cause::OtherAnonymous,
@@ -76,6 +86,23 @@ pub struct Breakdown {
 impl Breakdown {
     pub fn of(&self, cause: Cause) -> u64 {
         self.rss_kib.get(&cause).copied().unwrap_or(0)
+    }
+
+    /// As text: KiB per cause, then how many thread stacks have each resident size.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for cause in Cause::ALL {
+            out.push_str(&format!("{:>9} KiB  {}\n", self.of(cause), cause.label()));
+        }
+        out.push_str(&format!("{:>9} KiB  total\n", self.total_kib));
+        let mut sizes: BTreeMap<u64, usize> = BTreeMap::new();
+        for &kib in &self.stack_rss_kib {
+            *sizes.entry(kib).or_insert(0) += 1;
+        }
+        for (kib, count) in sizes {
+            out.push_str(&format!("{count:>9} thread stack(s) with {kib} KiB resident\n"));
+        }
+        out
     }
 }
 
@@ -137,6 +164,8 @@ pub fn classify(maps: &[Mapping]) -> Breakdown {
                     .is_some_and(|n| is_guard(n) && n.start == m.end);
                 if is_guard(m) {
                     Cause::OtherAnonymous
+                } else if after_guard && m.end - m.start < SIGNAL_STACK_MAX {
+                    Cause::SignalStacks
                 } else if after_guard {
                     b.stack_rss_kib.push(m.rss_kib);
                     Cause::ThreadStacks
@@ -210,5 +239,22 @@ Rss:                   4 kB
         assert_eq!(b.of(Cause::MainStack), 16);
         assert_eq!(b.of(Cause::Kernel), 4);
         assert_eq!(b.total_kib, 1328);
+        let text = b.render();
+        assert!(text.contains("       20 KiB  thread stacks"), "{text}");
+        assert!(text.contains("        1 thread stack(s) with 8 KiB resident"), "{text}");
+    }
+
+    #[test]
+    fn small_guarded_mappings_are_signal_stacks() {
+        let text = "\
+7f1000000000-7f1000001000 ---p 00000000 00:00 0
+Rss:                   0 kB
+7f1000001000-7f1000003000 rw-p 00000000 00:00 0
+Rss:                   4 kB
+";
+        let b = classify(&parse(text));
+        assert_eq!(b.of(Cause::SignalStacks), 4);
+        assert_eq!(b.of(Cause::ThreadStacks), 0);
+        assert!(b.stack_rss_kib.is_empty());
     }
 }

@@ -204,6 +204,12 @@ impl System for Circus {
         }
     }
 
+    /// One at a time: circusd refuses a restart while another runs ("arbiter is already
+    /// running watcher_restart command").
+    fn restart_many(&self, names: &[String], _parallel: usize) -> Vec<RestartOutcome> {
+        super::restart_parallel(|name| self.restart(name), names, 1)
+    }
+
     fn status_api(&self) -> Option<Result<usize, String>> {
         None
     }

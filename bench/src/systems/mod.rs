@@ -127,31 +127,7 @@ pub trait System: Sync {
     /// Restarts `names`, at most `parallel` at once (each its own command, as operators
     /// restarting several services do); the outcomes in the order of `names`.
     fn restart_many(&self, names: &[String], parallel: usize) -> Vec<RestartOutcome> {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let outcomes = std::sync::Mutex::new(vec![None; names.len()]);
-        std::thread::scope(|s| {
-            for _ in 0..parallel.clamp(1, names.len().max(1)) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(name) = names.get(i) else { return };
-                    let outcome = self.restart(name);
-                    outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
-                });
-            }
-        });
-        outcomes
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| RestartOutcome {
-                    ok: false,
-                    took_ms: 0.0,
-                    handoff_ms: None,
-                    message: "restart thread ended without an outcome".into(),
-                })
-            })
-            .collect()
+        restart_parallel(|name| self.restart(name), names, parallel)
     }
 
     /// One status query through the system's API (supergo `GET /status`, supervisord XML-RPC
@@ -168,6 +144,40 @@ pub trait System: Sync {
 
     /// Stops the daemon (it stops its programs); the daemon is killed after `grace`.
     fn shutdown(&mut self, grace: Duration);
+}
+
+/// Runs `restart` over `names`, at most `parallel` at once; the outcomes in the order of
+/// `names`.
+pub fn restart_parallel(
+    restart: impl Fn(&str) -> RestartOutcome + Sync,
+    names: &[String],
+    parallel: usize,
+) -> Vec<RestartOutcome> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes = std::sync::Mutex::new(vec![None; names.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, names.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(name) = names.get(i) else { return };
+                let outcome = restart(name);
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| RestartOutcome {
+                ok: false,
+                took_ms: 0.0,
+                handoff_ms: None,
+                message: "restart thread ended without an outcome".into(),
+            })
+        })
+        .collect()
 }
 
 /// Which peers are installed; a missing one is reported loudly by the caller.
