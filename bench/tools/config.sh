@@ -1,6 +1,7 @@
 #!/bin/sh
 # Writes the bench's realistic-shape config (what `bench footprint` runs) for N programs into
-# DIR/supergo.toml, with DIR/sockets and DIR/logs. Usage: config.sh N DIR
+# DIR/supergo.toml, with DIR/sockets and DIR/logs; SHAPE=sleep writes bare `sleep 100000`
+# programs instead (`--shape sleep`). Usage: [SHAPE=sleep] config.sh N DIR
 set -eu
 n=$1; dir=$2
 mkdir -p "$dir/sockets" "$dir/logs"
@@ -10,6 +11,11 @@ sh=$(command -v sh)
   i=0
   while [ "$i" -lt "$n" ]; do
     p=$(printf 'p%04d' "$i")
+    if [ "${SHAPE:-realistic}" = sleep ]; then
+      printf '\n[program.%s]\ncommand = "%s"\nargs = ["100000"]\nstart_secs = 1\nstop_timeout = 5\n' \
+        "$p" "$(command -v sleep)"
+      i=$((i + 1)); continue
+    fi
     cat <<TOML
 
 [program.$p]
