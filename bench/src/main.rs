@@ -297,7 +297,10 @@ fn parse_systems(list: &str) -> Result<Vec<Peer>, String> {
 /// `smaps PID`: the resident memory of PID by cause, and how many stacks have each resident
 /// size.
 fn print_smaps(pid: Option<&std::ffi::OsString>) -> ExitCode {
-    let Some(pid) = pid.and_then(|p| p.to_str()).and_then(|p| p.parse::<i32>().ok()) else {
+    let Some(pid) = pid
+        .and_then(|p| p.to_str())
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
         eprintln!("usage: bench smaps PID");
         return ExitCode::from(2);
     };

@@ -100,7 +100,9 @@ impl Breakdown {
             *sizes.entry(kib).or_insert(0) += 1;
         }
         for (kib, count) in sizes {
-            out.push_str(&format!("{count:>9} thread stack(s) with {kib} KiB resident\n"));
+            out.push_str(&format!(
+                "{count:>9} thread stack(s) with {kib} KiB resident\n"
+            ));
         }
         out
     }
@@ -241,7 +243,10 @@ Rss:                   4 kB
         assert_eq!(b.total_kib, 1328);
         let text = b.render();
         assert!(text.contains("       20 KiB  thread stacks"), "{text}");
-        assert!(text.contains("        1 thread stack(s) with 8 KiB resident"), "{text}");
+        assert!(
+            text.contains("        1 thread stack(s) with 8 KiB resident"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -142,6 +142,9 @@ mod tests {
         let mut t = Target::new("status", "ms", 0.5, Some(0.4));
         t.before = Some(8.2);
         let out = table("targets", &[t], Some(&b)).render();
-        assert!(out.contains("| status (ms) | ≤ 0.50 | 0.40    | **met** | 8.20"), "{out}");
+        assert!(
+            out.contains("| status (ms) | ≤ 0.50 | 0.40    | **met** | 8.20"),
+            "{out}"
+        );
     }
 }

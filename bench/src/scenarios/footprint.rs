@@ -152,7 +152,11 @@ fn figures_table(ctx: &Ctx, peers: &[Peer], points: &[Point], sizes: &Value) -> 
         } else {
             format!("RSS, {count} programs")
         };
-        t.push(Row::num(&label, "MiB", cell(count, &|p| Some(mib(p.rss_kib)))));
+        t.push(Row::num(
+            &label,
+            "MiB",
+            cell(count, &|p| Some(mib(p.rss_kib))),
+        ));
     }
     for &count in counts {
         t.push(Row::num(
@@ -178,7 +182,10 @@ fn figures_table(ctx: &Ctx, peers: &[Peer], points: &[Point], sizes: &Value) -> 
     if realistic {
         for &count in counts.iter().filter(|&&c| c >= 10) {
             t.push(Row::num(
-                &format!("restart, median of {} (10 at a time), {count} programs", count / 10),
+                &format!(
+                    "restart, median of {} (10 at a time), {count} programs",
+                    count / 10
+                ),
                 "ms",
                 cell(count, &|p| p.restart_median_ms),
             ));
@@ -279,9 +286,17 @@ fn breakdown_table(shape: Shape, points: &[&Point]) -> Option<Table> {
     t.push(row("total of the mappings", &|b, _| b.total_kib as f64));
     t.push(row("VmRSS", &|_, p| p.rss_kib as f64));
     t.push(row("threads", &|_, p| p.threads as f64));
-    t.push(row("thread-stack mappings", &|b, _| b.stack_rss_kib.len() as f64));
+    t.push(row("thread-stack mappings", &|b, _| {
+        b.stack_rss_kib.len() as f64
+    }));
     t.push(row("resident KiB of one thread stack, median", &|b, _| {
-        median(&b.stack_rss_kib.iter().map(|&k| k as f64).collect::<Vec<_>>()).unwrap_or(0.0)
+        median(
+            &b.stack_rss_kib
+                .iter()
+                .map(|&k| k as f64)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or(0.0)
     }));
     t.push(row("resident KiB of one thread stack, max", &|b, _| {
         b.stack_rss_kib.last().copied().unwrap_or(0) as f64
@@ -330,7 +345,11 @@ fn measure(ctx: &Ctx, peer: Peer, count: usize) -> Result<Point, String> {
                     point.restart_failures += 1;
                     eprintln!("   restart {name} failed: {}", o.message);
                 }
-                let took: Vec<f64> = outcomes.iter().filter(|o| o.ok).map(|o| o.took_ms).collect();
+                let took: Vec<f64> = outcomes
+                    .iter()
+                    .filter(|o| o.ok)
+                    .map(|o| o.took_ms)
+                    .collect();
                 point.restart_median_ms = median(&took);
                 wait_for(
                     "all programs running after the restarts",

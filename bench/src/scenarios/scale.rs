@@ -94,10 +94,7 @@ pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
     }
     let names: Vec<String> = peers.iter().map(|p| p.system().to_string()).collect();
     let mut t = Table::new(
-        &format!(
-            "scale: {n} {}, start_secs 1",
-            ctx.opts.shape.describe()
-        ),
+        &format!("scale: {n} {}, start_secs 1", ctx.opts.shape.describe()),
         names,
     );
     let col = |f: &dyn Fn(&Point) -> Option<f64>| points.iter().map(f).collect::<Vec<_>>();
@@ -149,7 +146,10 @@ pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
     let before = |field: &str| {
         baseline
             .as_ref()
-            .and_then(|b| b.supergo_point(|_| true))
+            // Only a run with as many programs compares.
+            .and_then(|b| {
+                b.supergo_point(|p| p.get("programs").and_then(Value::as_u64) == Some(n as u64))
+            })
             .and_then(|p| p.get(field))
             .and_then(Value::as_f64)
     };
@@ -235,14 +235,18 @@ fn measure(ctx: &Ctx, peer: Peer, n: usize) -> Result<Point, String> {
                 None => break,
                 Some(r) => point.status_bytes = Some(r?),
             }
-            point.status_api_all_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            point
+                .status_api_all_ms
+                .push(t.elapsed().as_secs_f64() * 1000.0);
         }
         point.status_api_ms = median(&point.status_api_all_ms);
 
         for _ in 0..STATUS_RUNS {
             let t = Instant::now();
             sys.status_cli()?;
-            point.status_cli_all_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            point
+                .status_cli_all_ms
+                .push(t.elapsed().as_secs_f64() * 1000.0);
         }
         point.status_cli_ms = median(&point.status_cli_all_ms);
 

@@ -265,7 +265,12 @@ mod tests {
         let mut p = Program::new("w", Path::new("/bin/sleep"));
         p.unix_listen = Some("/tmp/d/w.sock".into());
         p.stdout_file = Some("/tmp/d/w.out".into());
-        let t = config_text(&[p], "tcp://127.0.0.1:1", "tcp://127.0.0.1:2", Path::new("/b"));
+        let t = config_text(
+            &[p],
+            "tcp://127.0.0.1:1",
+            "tcp://127.0.0.1:2",
+            Path::new("/b"),
+        );
         assert!(
             t.contains("[socket:w]\nfamily = AF_UNIX\npath = /tmp/d/w.sock\n"),
             "{t}"

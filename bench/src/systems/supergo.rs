@@ -167,8 +167,10 @@ pub fn raw_get(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>), String> {
     s.set_read_timeout(timeout).map_err(what)?;
     s.set_write_timeout(timeout).map_err(what)?;
     s.set_nodelay(true).map_err(what)?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .map_err(what)?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(what)?;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let (head_end, code, length) = loop {

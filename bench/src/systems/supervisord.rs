@@ -226,7 +226,10 @@ impl System for Supervisord {
     }
 
     fn status_api(&self) -> Option<Result<usize, String>> {
-        Some(self.rpc("supervisor.getAllProcessInfo").map(|xml| xml.len()))
+        Some(
+            self.rpc("supervisor.getAllProcessInfo")
+                .map(|xml| xml.len()),
+        )
     }
 
     fn status_cli(&mut self) -> Result<(), String> {
