@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::by_cause;
 use super::shape::{self, Shape};
 use super::systems;
 use crate::cleanup::{self, TempDir};
-use crate::report::{fmt_num, mib, Row, Table};
+use crate::report::{mib, Row, Table};
 use crate::setup::find_on_path;
-use crate::smaps::{self, Breakdown, Cause};
+use crate::smaps::{self, Breakdown};
 use crate::stats::median;
 use crate::systems::{self, wait_for, Peer};
 use crate::targets::{self, Baseline, Target};
@@ -108,8 +109,19 @@ pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
             baseline.as_ref(),
         ));
     }
-    let supergo: Vec<&Point> = points.iter().filter(|p| p.system == "supergo").collect();
-    if let Some(t) = breakdown_table(ctx.opts.shape, &supergo) {
+    let supergo: Vec<by_cause::Measured> = points
+        .iter()
+        .filter(|p| p.system == "supergo")
+        .filter_map(|p| {
+            Some(by_cause::Measured {
+                programs: p.programs,
+                smaps: p.smaps.as_ref()?,
+                rss_kib: p.rss_kib,
+                threads: p.threads,
+            })
+        })
+        .collect();
+    if let Some(t) = by_cause::table(ctx.opts.shape, &supergo) {
         tables.push(t);
     }
     let results = json!({
@@ -242,66 +254,6 @@ fn rss_targets(ctx: &Ctx, points: &[Point], baseline: Option<&Baseline>) -> Vec<
         out.push(t);
     }
     out
-}
-
-/// supergo's resident memory by cause at each count, and per program between the smallest and
-/// the largest count.
-fn breakdown_table(shape: Shape, points: &[&Point]) -> Option<Table> {
-    let measured: Vec<(usize, &Breakdown, &Point)> = points
-        .iter()
-        .filter_map(|p| p.smaps.as_ref().map(|b| (p.programs, b, *p)))
-        .collect();
-    if measured.is_empty() {
-        return None;
-    }
-    let mut columns: Vec<String> = measured
-        .iter()
-        .map(|(n, _, _)| format!("{n} programs (KiB)"))
-        .collect();
-    let per_program = match (measured.first(), measured.last()) {
-        (Some(a), Some(b)) if b.0 > a.0 => Some((a, b)),
-        _ => None,
-    };
-    if let Some((a, b)) = per_program {
-        columns.push(format!("per program, {} → {} (KiB)", a.0, b.0));
-    }
-    let mut t = Table::new(
-        &format!(
-            "footprint: supergo's resident memory by cause (/proc/PID/smaps, {} shape)",
-            shape.name()
-        ),
-        columns,
-    );
-    let row = |label: &str, f: &dyn Fn(&Breakdown, &Point) -> f64| {
-        let mut cells: Vec<String> = measured.iter().map(|(_, b, p)| fmt_num(f(b, p))).collect();
-        if let Some((a, b)) = per_program {
-            let per = (f(b.1, b.2) - f(a.1, a.2)) / (b.0 - a.0) as f64;
-            cells.push(fmt_num(per));
-        }
-        Row::text(label, cells)
-    };
-    for cause in Cause::ALL {
-        t.push(row(cause.label(), &|b, _| b.of(cause) as f64));
-    }
-    t.push(row("total of the mappings", &|b, _| b.total_kib as f64));
-    t.push(row("VmRSS", &|_, p| p.rss_kib as f64));
-    t.push(row("threads", &|_, p| p.threads as f64));
-    t.push(row("thread-stack mappings", &|b, _| {
-        b.stack_rss_kib.len() as f64
-    }));
-    t.push(row("resident KiB of one thread stack, median", &|b, _| {
-        median(
-            &b.stack_rss_kib
-                .iter()
-                .map(|&k| k as f64)
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or(0.0)
-    }));
-    t.push(row("resident KiB of one thread stack, max", &|b, _| {
-        b.stack_rss_kib.last().copied().unwrap_or(0) as f64
-    }));
-    Some(t)
 }
 
 fn measure(ctx: &Ctx, peer: Peer, count: usize) -> Result<Point, String> {

@@ -2,6 +2,7 @@
 //! result file's envelope.
 
 mod bad_deploy;
+mod by_cause;
 mod churn;
 mod footprint;
 mod restart;
