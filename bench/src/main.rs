@@ -14,9 +14,11 @@
 //! Each prints Markdown tables and writes a JSON result (`--json PATH`, default
 //! `target/bench/<scenario>.json`). Timings live here, never in tests.
 //!
-//! The binary also has one internal mode, `bench exec-blocking FD PROGRAM ARGS…`: it clears
-//! `O_NONBLOCK` on FD and execs PROGRAM. circus hands its workers a non-blocking listener,
+//! The binary also has two internal modes. `bench exec-blocking FD PROGRAM ARGS…` clears
+//! `O_NONBLOCK` on FD and execs PROGRAM: circus hands its workers a non-blocking listener,
 //! which the example children (rightly) refuse to change themselves; see `systems::circus`.
+//! `bench smaps PID` prints a process's resident memory by cause (`smaps`), as `footprint`
+//! reads it, for the tools in `bench/tools/`.
 
 mod cleanup;
 mod load;
@@ -24,8 +26,10 @@ mod procfs;
 mod report;
 mod scenarios;
 mod setup;
+mod smaps;
 mod stats;
 mod systems;
+mod targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +63,11 @@ Options:
   --baseline-secs N  restart: length of the run without restarts (default 5)
   --counts LIST      footprint: program counts (default 1,100,1000)
   --idle-secs N      footprint: idle CPU window (default 30)
+  --shape SHAPE      footprint, scale: `realistic` (default; a unix-socket listener and a
+                     stdout log file per program; footprint restarts a tenth of them and
+                     reads the status before measuring) or `sleep` (bare `sleep` programs)
+  --baseline PATH    footprint, scale: an earlier result file; its supergo figures are
+                     shown beside the targets as `before`
   --programs N       scale: programs (default 1000); churn: programs (default 10)
   --secs N           churn: seconds of churn (default 10)
   --backoff-secs F   churn: backoff_secs (default 0.01)
@@ -87,6 +96,8 @@ pub struct Options {
     pub backoff_secs: f64,
     pub phase_secs: f64,
     pub ready_timeout: f64,
+    pub shape: scenarios::Shape,
+    pub baseline: Option<PathBuf>,
 }
 
 /// What every scenario gets.
@@ -101,6 +112,9 @@ fn main() -> ExitCode {
     if raw.first().is_some_and(|a| a == "exec-blocking") {
         raw.remove(0);
         return exec_blocking(raw);
+    }
+    if raw.first().is_some_and(|a| a == "smaps") {
+        return print_smaps(raw.get(1));
     }
     if let Err(e) = cleanup::install() {
         eprintln!("bench: error: {e}");
@@ -251,6 +265,13 @@ fn parse(raw: Vec<std::ffi::OsString>, paths: &Paths) -> Result<Option<Options>,
             .opt_value_from_str("--ready-timeout")
             .map_err(e)?
             .unwrap_or(2.0),
+        shape: scenarios::Shape::parse(
+            &args
+                .opt_value_from_str::<_, String>("--shape")
+                .map_err(e)?
+                .unwrap_or_else(|| "realistic".into()),
+        )?,
+        baseline: args.opt_value_from_str("--baseline").map_err(e)?,
     };
     let rest = args.finish();
     if !rest.is_empty() {
@@ -281,6 +302,28 @@ fn parse_systems(list: &str) -> Result<Vec<Peer>, String> {
         out.insert(0, Peer::Supergo);
     }
     Ok(out)
+}
+
+/// `smaps PID`: the resident memory of PID by cause, and how many stacks have each resident
+/// size.
+fn print_smaps(pid: Option<&std::ffi::OsString>) -> ExitCode {
+    let Some(pid) = pid
+        .and_then(|p| p.to_str())
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        eprintln!("usage: bench smaps PID");
+        return ExitCode::from(2);
+    };
+    match smaps::breakdown(pid) {
+        Ok(b) => {
+            print!("{}", b.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench smaps: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `exec-blocking FD PROGRAM ARGS…`: clear O_NONBLOCK on FD, exec PROGRAM (see module docs).

@@ -13,6 +13,13 @@ pub fn cpu_ticks(pid: i32) -> Result<u64, String> {
     Ok(stat.utime + stat.stime)
 }
 
+/// When the process started, in clock ticks after boot.
+pub fn start_ticks(pid: i32) -> Result<u64, String> {
+    let text = read(pid, "stat")?;
+    let stat = parse_stat(&text).ok_or_else(|| format!("/proc/{pid}/stat: cannot parse"))?;
+    Ok(stat.starttime)
+}
+
 /// Clock ticks per second (`CLK_TCK`), for turning ticks into time.
 pub fn ticks_per_second() -> u64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
@@ -56,6 +63,8 @@ pub struct Stat {
     pub pgrp: i32,
     pub utime: u64,
     pub stime: u64,
+    /// When the process started, in clock ticks after boot (field 22).
+    pub starttime: u64,
 }
 
 /// Parses `/proc/PID/stat`. `comm` may hold spaces and parentheses, so the fields after it are
@@ -75,6 +84,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         pgrp: rest.get(2)?.parse().ok()?,
         utime: rest.get(11)?.parse().ok()?,
         stime: rest.get(12)?.parse().ok()?,
+        starttime: rest.get(19)?.parse().ok()?,
     })
 }
 
@@ -140,6 +150,7 @@ mod tests {
         assert_eq!(s.ppid, 1);
         assert_eq!(s.pgrp, 4242);
         assert_eq!((s.utime, s.stime), (17, 5));
+        assert_eq!(s.starttime, 123);
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! result file's envelope.
 
 mod bad_deploy;
+mod by_cause;
 mod churn;
 mod footprint;
 mod restart;
 mod scale;
+mod shape;
 mod upgrade;
+
+pub use shape::Shape;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -55,7 +55,14 @@ pub fn config_text(programs: &[Program], endpoint: &str, pubsub: &str, wrapper: 
             }
             None => (exe.into_owned(), Vec::new()),
         };
-        args.extend(p.args.iter().cloned());
+        // circus splits `args` like a shell.
+        args.extend(p.args.iter().map(|a| {
+            if a.contains(char::is_whitespace) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.clone()
+            }
+        }));
         t.push_str(&format!(
             "\n[watcher:{}]\ncmd = {cmd}\nnumprocesses = 1\nwarmup_delay = 0\ngraceful_timeout = {}\n\
              max_retry = {}\ncopy_env = True\nstop_children = True\n",
@@ -64,7 +71,20 @@ pub fn config_text(programs: &[Program], endpoint: &str, pubsub: &str, wrapper: 
         if !args.is_empty() {
             t.push_str(&format!("args = {}\n", args.join(" ")));
         }
-        if let Some(addr) = p.listen {
+        if let Some(path) = &p.stdout_file {
+            t.push_str(&format!(
+                "stdout_stream.class = FileStream\nstdout_stream.filename = {}\n",
+                path.display()
+            ));
+        }
+        if let Some(path) = &p.unix_listen {
+            t.push_str("use_sockets = True\n");
+            t.push_str(&format!(
+                "\n[socket:{}]\nfamily = AF_UNIX\npath = {}\n",
+                p.name,
+                path.display()
+            ));
+        } else if let Some(addr) = p.listen {
             t.push_str("use_sockets = True\n");
             t.push_str(&format!(
                 "\n[socket:{}]\nhost = {}\nport = {}\n",
@@ -163,7 +183,7 @@ impl System for Circus {
         self.started
     }
 
-    fn restart(&mut self, name: &str) -> RestartOutcome {
+    fn restart(&self, name: &str) -> RestartOutcome {
         let verb = match self.peer {
             Peer::CircusReload => "reload",
             _ => "restart",
@@ -184,7 +204,13 @@ impl System for Circus {
         }
     }
 
-    fn status_api(&mut self) -> Option<Result<(), String>> {
+    /// One at a time: circusd refuses a restart while another runs ("arbiter is already
+    /// running watcher_restart command").
+    fn restart_many(&self, names: &[String], _parallel: usize) -> Vec<RestartOutcome> {
+        super::restart_parallel(|name| self.restart(name), names, 1)
+    }
+
+    fn status_api(&self) -> Option<Result<usize, String>> {
         None
     }
 
@@ -232,5 +258,24 @@ mod tests {
         assert!(t.contains("use_sockets = True\n"));
         assert!(t.contains("[env:web]\nA = 1\n"));
         assert!(!t.contains("stats_endpoint"));
+    }
+
+    #[test]
+    fn config_has_unix_socket_and_log_file() {
+        let mut p = Program::new("w", Path::new("/bin/sleep"));
+        p.unix_listen = Some("/tmp/d/w.sock".into());
+        p.stdout_file = Some("/tmp/d/w.out".into());
+        let t = config_text(
+            &[p],
+            "tcp://127.0.0.1:1",
+            "tcp://127.0.0.1:2",
+            Path::new("/b"),
+        );
+        assert!(
+            t.contains("[socket:w]\nfamily = AF_UNIX\npath = /tmp/d/w.sock\n"),
+            "{t}"
+        );
+        assert!(t.contains("stdout_stream.filename = /tmp/d/w.out\n"));
+        assert!(t.contains("use_sockets = True\n"));
     }
 }

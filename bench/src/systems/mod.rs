@@ -35,6 +35,12 @@ pub struct Program {
     pub env: Vec<(String, String)>,
     /// The address it serves; how the listener reaches it depends on the system.
     pub listen: Option<SocketAddr>,
+    /// A unix-socket listener the system binds and holds for the program (supergo
+    /// `listen_addrs = ["unix:PATH"]`, supervisord `[fcgi-program]` `socket`, circus
+    /// `[socket]` with `family = AF_UNIX`); the `footprint`/`scale` realistic shape.
+    pub unix_listen: Option<PathBuf>,
+    /// Where the program's stdout goes (discarded when `None`).
+    pub stdout_file: Option<PathBuf>,
     /// supergo `start_secs`, supervisord `startsecs` (circus has no equivalent).
     pub start_secs: f64,
     /// supergo `ready = "notify"`; the peers have no readiness protocol.
@@ -53,6 +59,8 @@ impl Program {
             args: Vec::new(),
             env: Vec::new(),
             listen: None,
+            unix_listen: None,
+            stdout_file: None,
             start_secs: 1.0,
             notify: false,
             ready_timeout: 10.0,
@@ -104,8 +112,9 @@ pub struct RestartOutcome {
     pub message: String,
 }
 
-/// A running system under test.
-pub trait System {
+/// A running system under test. `Sync`: restarts of several programs run from several
+/// threads at once (`restart_many`).
+pub trait System: Sync {
     /// The daemon's pid, for /proc.
     fn pid(&self) -> i32;
 
@@ -113,11 +122,18 @@ pub trait System {
     fn started_at(&self) -> Instant;
 
     /// Restarts one program the system's way; answers when the command does.
-    fn restart(&mut self, name: &str) -> RestartOutcome;
+    fn restart(&self, name: &str) -> RestartOutcome;
+
+    /// Restarts `names`, at most `parallel` at once (each its own command, as operators
+    /// restarting several services do); the outcomes in the order of `names`.
+    fn restart_many(&self, names: &[String], parallel: usize) -> Vec<RestartOutcome> {
+        restart_parallel(|name| self.restart(name), names, parallel)
+    }
 
     /// One status query through the system's API (supergo `GET /status`, supervisord XML-RPC
-    /// `getAllProcessInfo`); `None` when the only way in is the CLI (circus speaks ZeroMQ).
-    fn status_api(&mut self) -> Option<Result<(), String>>;
+    /// `getAllProcessInfo`): the size of the answer's body in bytes. `None` when the only way
+    /// in is the CLI (circus speaks ZeroMQ).
+    fn status_api(&self) -> Option<Result<usize, String>>;
 
     /// `supergoctl status`, `supervisorctl status`, `circusctl status`: the whole command.
     fn status_cli(&mut self) -> Result<(), String>;
@@ -128,6 +144,40 @@ pub trait System {
 
     /// Stops the daemon (it stops its programs); the daemon is killed after `grace`.
     fn shutdown(&mut self, grace: Duration);
+}
+
+/// Runs `restart` over `names`, at most `parallel` at once; the outcomes in the order of
+/// `names`.
+pub fn restart_parallel(
+    restart: impl Fn(&str) -> RestartOutcome + Sync,
+    names: &[String],
+    parallel: usize,
+) -> Vec<RestartOutcome> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes = std::sync::Mutex::new(vec![None; names.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, names.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(name) = names.get(i) else { return };
+                let outcome = restart(name);
+                outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| RestartOutcome {
+                ok: false,
+                took_ms: 0.0,
+                handoff_ms: None,
+                message: "restart thread ended without an outcome".into(),
+            })
+        })
+        .collect()
 }
 
 /// Which peers are installed; a missing one is reported loudly by the caller.

@@ -43,10 +43,17 @@ pub fn config_text(programs: &[Program]) -> String {
             let args: Vec<String> = p.args.iter().map(|a| toml_str(a)).collect();
             t.push_str(&format!("args = [{}]\n", args.join(", ")));
         }
-        if let Some(addr) = p.listen {
+        let mut listen: Vec<String> = p.listen.iter().map(|a| toml_str(&a.to_string())).collect();
+        if let Some(path) = &p.unix_listen {
+            listen.push(toml_str(&format!("unix:{}", path.display())));
+        }
+        if !listen.is_empty() {
+            t.push_str(&format!("listen_addrs = [{}]\n", listen.join(", ")));
+        }
+        if let Some(path) = &p.stdout_file {
             t.push_str(&format!(
-                "listen_addrs = [{}]\n",
-                toml_str(&addr.to_string())
+                "stdout_file = {}\n",
+                toml_str(&path.to_string_lossy())
             ));
         }
         t.push_str(&format!("start_secs = {}\n", p.start_secs));
@@ -149,6 +156,59 @@ impl Supergo {
     }
 }
 
+/// One `GET` on a fresh connection, read to the end of its `Content-Length` body and not
+/// parsed any further: the status figures time supergo's answer, not a JSON parser in the
+/// bench (parsing 300 kB into a `serde_json::Value` takes longer than the answer itself).
+pub fn raw_get(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>), String> {
+    use std::io::{Read, Write};
+    let what = |e: std::io::Error| format!("GET {path}: {e}");
+    let timeout = Some(Duration::from_secs(30));
+    let mut s = std::net::TcpStream::connect(addr).map_err(what)?;
+    s.set_read_timeout(timeout).map_err(what)?;
+    s.set_write_timeout(timeout).map_err(what)?;
+    s.set_nodelay(true).map_err(what)?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(what)?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let (head_end, code, length) = loop {
+        let n = s.read(&mut chunk).map_err(what)?;
+        if n == 0 {
+            return Err(format!("GET {path}: closed before the answer's head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let code = head
+                .get(9..12)
+                .and_then(|c| c.parse::<u16>().ok())
+                .ok_or_else(|| format!("GET {path}: not an HTTP answer: {head:?}"))?;
+            let length = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| format!("GET {path}: no Content-Length in {head:?}"))?;
+            break (end + 4, code, length);
+        }
+    };
+    let mut body = buf.split_off(head_end);
+    while body.len() < length {
+        let n = s.read(&mut chunk).map_err(what)?;
+        if n == 0 {
+            return Err(format!(
+                "GET {path}: closed after {} of {length} bytes",
+                body.len()
+            ));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    Ok((code, body))
+}
+
 /// The JSON envelope `{"status", "message", "data"}`; an error unless `status` is 0.
 fn envelope(what: &str, body: &str) -> Result<Value, String> {
     let v: Value = serde_json::from_str(body).map_err(|e| format!("{what}: not JSON ({e})"))?;
@@ -171,7 +231,7 @@ impl System for Supergo {
         self.started
     }
 
-    fn restart(&mut self, name: &str) -> RestartOutcome {
+    fn restart(&self, name: &str) -> RestartOutcome {
         let t = Instant::now();
         let answer = self.post(&format!("/restart/{name}"), 300);
         let took_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -195,8 +255,17 @@ impl System for Supergo {
         }
     }
 
-    fn status_api(&mut self) -> Option<Result<(), String>> {
-        Some(self.get("/status").map(|_| ()))
+    fn status_api(&self) -> Option<Result<usize, String>> {
+        Some(raw_get(self.api, "/status").and_then(|(code, body)| {
+            if code == 200 {
+                Ok(body.len())
+            } else {
+                Err(format!(
+                    "GET /status: HTTP {code}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ))
+            }
+        }))
     }
 
     fn status_cli(&mut self) -> Result<(), String> {
@@ -234,11 +303,17 @@ mod tests {
         p.listen = Some(SocketAddr::from(([127, 0, 0, 1], 4041)));
         p.notify = true;
         p.env = vec![("HELLO_START_DELAY_MS".into(), "5".into())];
+        p.unix_listen = Some("/tmp/d/web.sock".into());
+        p.stdout_file = Some("/tmp/d/web.out".into());
         let t = config_text(&[p]);
         assert!(t.contains("[program.web]"));
         assert!(t.contains(r#"command = "'/bin/it'\\''s'""#), "{t}");
         assert!(t.contains(r#"args = ["--x"]"#));
-        assert!(t.contains(r#"listen_addrs = ["127.0.0.1:4041"]"#));
+        assert!(
+            t.contains(r#"listen_addrs = ["127.0.0.1:4041", "unix:/tmp/d/web.sock"]"#),
+            "{t}"
+        );
+        assert!(t.contains(r#"stdout_file = "/tmp/d/web.out""#));
         assert!(t.contains("ready = \"notify\""));
         assert!(t.contains(r#"environment = { HELLO_START_DELAY_MS = "5" }"#));
     }

@@ -16,6 +16,9 @@ use crate::setup;
 
 pub struct Supervisord {
     daemon: Daemon,
+    /// Programs that are `[fcgi-program]` groups (they hold a socket): their process is
+    /// `NAME:NAME`, restarted as `NAME:*`.
+    groups: std::collections::HashSet<String>,
     conf: PathBuf,
     ctl: PathBuf,
     rpc_url: String,
@@ -58,10 +61,23 @@ pub fn config_text(programs: &[Program], dir: &Path, port: u16) -> String {
             words.push("--listen".into());
             words.push(addr.to_string());
         }
+        // supervisord holds a socket only for an `[fcgi-program]`: it binds it and passes it
+        // to the process as its stdin (fd 0).
+        let (section, socket) = match &p.unix_listen {
+            Some(path) => (
+                "fcgi-program",
+                format!("socket = unix://{}\n", ini(&path.to_string_lossy())),
+            ),
+            None => ("program", String::new()),
+        };
+        let stdout = match &p.stdout_file {
+            Some(path) => ini(&path.to_string_lossy()),
+            None => "NONE".into(),
+        };
         t.push_str(&format!(
-            "\n[program:{}]\ncommand = {}\nautostart = true\nautorestart = true\nstartsecs = {}\n\
+            "\n[{section}:{}]\n{socket}command = {}\nautostart = true\nautorestart = true\nstartsecs = {}\n\
              startretries = {}\nstopwaitsecs = {}\nstopasgroup = true\nkillasgroup = true\n\
-             stdout_logfile = NONE\nstderr_logfile = NONE\n",
+             stdout_logfile = {stdout}\nstderr_logfile = NONE\n",
             p.name,
             ini(&words.join(" ")),
             // An integer in supervisord.
@@ -111,6 +127,11 @@ impl Supervisord {
         let daemon = Daemon::spawn("supervisord", &mut cmd, &log)?;
         let mut s = Supervisord {
             daemon,
+            groups: programs
+                .iter()
+                .filter(|p| p.unix_listen.is_some())
+                .map(|p| p.name.clone())
+                .collect(),
             conf,
             ctl: ctl.to_path_buf(),
             rpc_url: format!("http://127.0.0.1:{port}/RPC2"),
@@ -179,8 +200,13 @@ impl System for Supervisord {
         self.started
     }
 
-    fn restart(&mut self, name: &str) -> RestartOutcome {
-        match self.ctl(&["restart", name], Duration::from_secs(300)) {
+    fn restart(&self, name: &str) -> RestartOutcome {
+        let target = if self.groups.contains(name) {
+            format!("{name}:*")
+        } else {
+            name.to_string()
+        };
+        match self.ctl(&["restart", &target], Duration::from_secs(300)) {
             Ok(done) => RestartOutcome {
                 // `supervisorctl restart` is a stop, then a start: "NAME: ERROR (not running)"
                 // from the stop of a program that had died is no failure of the restart;
@@ -199,8 +225,11 @@ impl System for Supervisord {
         }
     }
 
-    fn status_api(&mut self) -> Option<Result<(), String>> {
-        Some(self.rpc("supervisor.getAllProcessInfo").map(|_| ()))
+    fn status_api(&self) -> Option<Result<usize, String>> {
+        Some(
+            self.rpc("supervisor.getAllProcessInfo")
+                .map(|xml| xml.len()),
+        )
     }
 
     fn status_cli(&mut self) -> Result<(), String> {
@@ -251,5 +280,18 @@ mod tests {
         );
         assert!(t.contains("environment = K=\"50%%\"\n"));
         assert!(t.contains("port = 127.0.0.1:9001"));
+    }
+
+    #[test]
+    fn a_unix_listener_makes_an_fcgi_program() {
+        let mut p = Program::new("w", Path::new("/bin/sleep"));
+        p.unix_listen = Some("/tmp/d/w.sock".into());
+        p.stdout_file = Some("/tmp/d/w.out".into());
+        let t = config_text(&[p], Path::new("/tmp/d"), 9001);
+        assert!(
+            t.contains("[fcgi-program:w]\nsocket = unix:///tmp/d/w.sock\ncommand = /bin/sleep\n"),
+            "{t}"
+        );
+        assert!(t.contains("stdout_logfile = /tmp/d/w.out\n"));
     }
 }
