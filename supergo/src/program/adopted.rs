@@ -12,6 +12,9 @@
 //!
 //! A program no longer in the config gets a worker of its own that only stops its processes
 //! and ends (`launch_removed`), like a program `update` removed.
+//!
+//! Across an upgrade in place, an adopted process is handed over with its start time and
+//! watched again by the new image (`adopted_handover`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -141,6 +144,15 @@ impl Worker {
         record::update(self.adoption.id, &entry);
     }
 
+    /// The status note of an adopted serving process, and its pid (for an upgrade in place).
+    pub(super) fn adoption_note(&self) -> Option<(Pid, &str)> {
+        (self.adoption.note.as_ref()).map(|(pid, note)| (*pid, note.as_str()))
+    }
+
+    pub(super) fn set_adoption_note(&mut self, note: Option<(Pid, String)>) {
+        self.adoption.note = note;
+    }
+
     /// The status note of an adopted process, while it is the one status shows.
     pub(super) fn annotate(&self, status: &mut ProgramStatus) {
         if let Some((pid, note)) = &self.adoption.note {
@@ -260,6 +272,7 @@ impl Worker {
         };
         process.started = started_at(start_ticks);
         process.ready_deadline = process.started;
+        process.adopted = Some(start_ticks);
         process
     }
 }

@@ -41,7 +41,7 @@
 //! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
 //! `wiring` holds what connects a worker to the rest of supergo (never serialized);
 //! `adopted` reports the processes for the state file and takes over what a dead supergo
-//! left running.
+//! left running; `adopted_handover` carries an adopted process across an upgrade in place.
 //!
 //! Two concerns of running as a container's entrypoint (issue 16), each in a file of its
 //! own: `escaped` stops the program's helpers that left its process groups, with it; `ended`
@@ -52,6 +52,7 @@
 //! running config), `restore` (the new image's worker, from the state).
 
 mod adopted;
+mod adopted_handover;
 mod commands;
 mod config_state;
 mod ended;

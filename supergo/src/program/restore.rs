@@ -14,6 +14,7 @@ use crossbeam_channel::unbounded;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::adopted_handover;
 use super::config_state;
 use super::generations::Generations;
 use super::lifecycle::Lifecycle;
@@ -41,6 +42,8 @@ pub struct RestoredProgram {
     listen_error: Option<String>,
     notify: Option<HandedFd>,
     outputs: Option<RestoredOutputs>,
+    adopted_note: adopted_handover::Note,
+    end_reported: bool,
 }
 
 struct RestoredOutputs {
@@ -114,6 +117,8 @@ impl RestoredProgram {
             listen_error: s.str("listen_error")?.map(str::to_string),
             notify: s.fd("notify_fd")?,
             outputs,
+            adopted_note: adopted_handover::read_note(s)?,
+            end_reported: s.bool_or("end_reported", false)?,
         })
     }
 
@@ -150,6 +155,8 @@ impl RestoredProgram {
             listen_error,
             notify,
             outputs,
+            adopted_note,
+            end_reported,
         } = self;
         let notify = notify.map(|fd| fd.into_owned(committed));
         let outputs = outputs.map(|o| {
@@ -180,21 +187,24 @@ impl RestoredProgram {
         }
         worker.life = life;
         worker.record = record;
+        worker.end_reported = end_reported;
         worker.resources.outputs = outputs;
         worker.resources.notify = notify.and_then(|fd| {
             NotifySocket::adopt(&name, fd)
                 .map_err(|e| warn!("{name}: cannot take its NOTIFY_SOCKET back: {e}; a new one is made at its next start"))
                 .ok()
         });
+        // Children of supergo's only: an adopted process is not, and is watched again below.
         let pids = gens.current.iter().chain(&gens.draining);
         for pid in pids
-            .filter(|p| p.leader_exit.is_none())
+            .filter(|p| p.leader_exit.is_none() && p.adopted.is_none())
             .map(|p| p.pid)
             .chain(gens.stillborn.iter().copied())
         {
             worker.ctx.reaper.adopt(pid, &worker.exits_tx);
         }
         worker.gens = gens;
+        worker.watch_handed_over(adopted_note);
         worker.publish();
         let thread = std::thread::Builder::new()
             .name(format!("program {name}"))
@@ -249,6 +259,14 @@ fn read_process(p: &SectionRef<'_>) -> Result<Process, StateError> {
         ready: p.bool_or("ready", true)?,
         stop,
         leader_exit,
+        adopted: match p.str("adopted_ticks")? {
+            None => None,
+            Some(ticks) => Some(
+                ticks
+                    .parse()
+                    .map_err(|_| p.error(format!("adopted_ticks {ticks:?}")))?,
+            ),
+        },
     })
 }
 

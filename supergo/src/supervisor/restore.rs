@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crossbeam_channel::unbounded;
@@ -222,6 +223,8 @@ impl Supervisor {
             retiring: Vec::new(),
             ctx,
             upgrades: Upgrades::default(),
+            // The image before did it (an upgrade is refused until then).
+            initial_start_sent: Arc::new(AtomicBool::new(true)),
         }
     }
 }
