@@ -13,11 +13,16 @@
 //! - Escaped helpers after an upgrade (the subreaper flag survives the exec) and after an
 //!   adoption (found through the adopted process).
 //! - An upgrade asked before the initial start is done is refused, and nothing is lost.
+//! - As PID 1 of a pid namespace (a container's entrypoint), supergo upgrades in place,
+//!   keeping pid 1, and still reaps orphans afterwards (needs root, as `container`'s PID 1
+//!   tests: skipped loudly elsewhere, a failure under `CI=true`).
 
 use std::fs;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::fcntl::{open, OFlag};
@@ -27,8 +32,9 @@ use nix::unistd::{mkfifo, write, Pid};
 use serde_json::Value;
 
 use crate::util::{
-    fail, http_get, pid_alive, pid_of, poll_until, proc_stat, state_file_name, try_poll_until,
-    wait_pid_gone, Load, LoadOptions, Supergo, TIMEOUT,
+    clean_exec_state, descendants, fail, http_get, pid_alive, pid_of, poll_until, proc_stat,
+    state_file_name, supergo_bin, try_poll_until, wait_pid_gone, Load, LoadOptions, Supergo,
+    TIMEOUT,
 };
 
 /// The state file of `sg` (its config sets `state_dir = "{dir}/state"`).
@@ -615,4 +621,145 @@ start_secs = 0.2
             && metrics.contains("supergo_upgrade_failures_total 1\n"),
         "{metrics}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// As PID 1 of a pid namespace, across an upgrade
+
+/// supergo as PID 1 of a new pid namespace (`unshare --pid --fork --mount-proc`). Its
+/// programs' pids are the namespace's: never passed to the harness (`Supergo::status`
+/// would register them as host pids). Dropping it kills supergo, and so the namespace.
+struct Pid1 {
+    unshare: Child,
+    /// supergo's pid as the host sees it.
+    pid: i32,
+}
+
+impl Pid1 {
+    /// Started on `sg`'s config; `None` (said loudly, or a failure under `CI=true`) when
+    /// pid namespaces are not available here (they need root).
+    fn start(sg: &Supergo, test: &str) -> Option<Pid1> {
+        let probe = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "true"])
+            .stdin(Stdio::null())
+            .output();
+        if let Err(why) = probe.map_err(|e| e.to_string()).and_then(|out| {
+            (out.status.success())
+                .then_some(())
+                .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+        }) {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                fail(format!("{test}: CI=true, but supergo cannot run as PID 1: {why}"));
+            }
+            eprintln!("\n*** SKIPPED {test}: `unshare --pid` failed (it needs root): {why}\n");
+            return None;
+        }
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc"])
+            .arg(supergo_bin())
+            .arg("--config")
+            .arg(&sg.config_path)
+            .arg("--listen")
+            .arg(&sg.control)
+            .current_dir(&sg.dir)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(sg.path("supergo.out")).expect("supergo.out"))
+            .stderr(fs::File::create(sg.path("supergo.err")).expect("supergo.err"))
+            .process_group(0);
+        // SAFETY: the closure makes raw syscalls only (see clean_exec_state).
+        unsafe {
+            cmd.pre_exec(clean_exec_state);
+        }
+        let unshare = cmd.spawn().unwrap_or_else(|e| fail(format!("{cmd:?}: {e}")));
+        let parent = unshare.id() as i32;
+        let pid = poll_until(TIMEOUT, "unshare to fork supergo", || {
+            descendants(parent)
+                .into_iter()
+                .find(|p| p.ppid == parent)
+                .map(|p| p.pid)
+        });
+        poll_until(TIMEOUT, "supergo's control API to answer", || {
+            sg.request("GET", "/status").ok().map(drop)
+        });
+        Some(Pid1 { unshare, pid })
+    }
+}
+
+impl Drop for Pid1 {
+    fn drop(&mut self) {
+        // SIGKILL to a namespace's PID 1 kills every process of the namespace. Only while
+        // unshare runs: it has not reaped supergo, so the pid is still supergo's.
+        if let Ok(None) = self.unshare.try_wait() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// The last pid of `NSpid` in /proc/PID/status: `pid` as its own pid namespace sees it.
+fn namespace_pid(pid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+/// A container's entrypoint upgrades in place: it stays PID 1 (an exec keeps the pid, so the
+/// namespace does not end), and the new image reaps an orphan made after the upgrade, then
+/// exits 0 on SIGTERM.
+#[test]
+fn as_pid_1_supergo_upgrades_in_place_and_still_reaps_orphans() {
+    let test = "as_pid_1_supergo_upgrades_in_place_and_still_reaps_orphans";
+    let sg = Supergo::new("combined_pid_1_upgrade");
+    sg.write_config(
+        r#"
+[program.daemonizer]
+command = "sh {dir}/daemonize.sh"
+start_secs = 0.2
+autostart = false
+"#,
+    );
+    sg.write_file(
+        "daemonize.sh",
+        "( sh -c 'read line < \"$1\"' helper {dir}/release &\n  echo $! > {dir}/orphan.pid.tmp && mv {dir}/orphan.pid.tmp {dir}/orphan.pid )\nexec {probe} sleep\n",
+    );
+    let release = sg.path("release");
+    mkfifo(&release, Mode::S_IRWXU).unwrap_or_else(|e| fail(format!("mkfifo: {e}")));
+    let Some(mut supergo) = Pid1::start(&sg, test) else {
+        return;
+    };
+    let message = upgraded(&sg);
+    assert!(message.contains("(pid 1 kept)"), "{message}");
+    assert_eq!(namespace_pid(supergo.pid), Some(1));
+    let (http, body) = sg.api("POST", "/start/daemonizer");
+    assert_eq!(http, 200, "{body}");
+    let seen: i32 = poll_until(TIMEOUT, "the program to write orphan.pid", || {
+        fs::read_to_string(sg.path("orphan.pid")).ok()?.trim().parse().ok()
+    });
+    let orphan = poll_until(TIMEOUT, "the orphan, reparented to supergo", || {
+        descendants(supergo.pid)
+            .into_iter()
+            .find(|p| namespace_pid(p.pid) == Some(seen) && p.ppid == supergo.pid)
+    });
+    let fifo = poll_until(TIMEOUT, "the orphan to open the fifo", || {
+        open(
+            &release,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+    });
+    write(&fifo, b"go\n").unwrap_or_else(|e| fail(format!("write to the fifo: {e}")));
+    drop(fifo);
+    poll_until(TIMEOUT, "the new image to reap the orphan", || {
+        proc_stat(orphan.pid)
+            .is_none_or(|now| now.start_time != orphan.start_time)
+            .then_some(())
+    });
+    kill(Pid::from_raw(supergo.pid), Signal::SIGTERM).expect("SIGTERM to supergo");
+    let exit = poll_until(TIMEOUT * 3, "supergo to exit", || {
+        supergo.unshare.try_wait().expect("waitpid on unshare")
+    });
+    assert_eq!(exit.code(), Some(0), "{exit}: {}", sg.dump());
 }
