@@ -580,6 +580,37 @@ fn after_an_adoption_a_helper_of_the_adopted_process_is_stopped_with_its_program
     );
 }
 
+/// After a crash, a program no longer in the config has its adopted process stopped (as if
+/// `update` had removed it), and with it the helper that process started outside its group.
+#[test]
+fn after_an_adoption_a_removed_programs_helper_is_stopped_with_its_process() {
+    let sg = Supergo::new("combined_escaped_adopted_removed");
+    sg.write_file("app.sh", &helper_script("app", false));
+    let keep = "[program.keep]\ncommand = \"{probe} sleep\"\nstart_secs = 0.2\n";
+    sg.write_config(&format!(
+        "[supergo]\nstate_dir = \"{{dir}}/state\"\n\n{}\n{keep}",
+        helper_program("app", true)
+    ));
+    sg.spawn(&[]);
+    sg.wait_ready();
+    let app = pid_of(&sg.wait_state("app", "Running", TIMEOUT));
+    let kept = pid_of(&sg.wait_state("keep", "Running", TIMEOUT));
+    let helper = helper_of(&sg, "app");
+    kill_supergo(&sg, &[app, kept]);
+    sg.write_config(&format!("[supergo]\nstate_dir = \"{{dir}}/state\"\n\n{keep}"));
+    start_again(&sg);
+    assert_eq!(pid_of(&sg.wait_state("keep", "Running", TIMEOUT)), kept);
+    wait_pid_gone(app, TIMEOUT);
+    wait_pid_gone(helper, TIMEOUT);
+    sg.wait_log(
+        &format!("app: pid {helper} left the program's process group"),
+        TIMEOUT,
+    );
+    poll_until(TIMEOUT, "app to leave the status", || {
+        sg.find_status("app").is_none().then_some(())
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // An upgrade before the initial start is done
 

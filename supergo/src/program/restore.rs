@@ -334,11 +334,12 @@ mod tests {
         let text = format!(
             "supergo-state 1.0\n[program web]\nstate=Running\nfailures=2\ngeneration=3\n\
              restarts=4\nhandoffs=5\nlast_handoff_ms=12.5\nlast_exit=exited with status 0\n\
+             end_reported=true\nadopted_note_pid=90\nadopted_note=adopted after a crash\n\
              [.config]\narg_count=1\narg=sleep\ndirectory=/tmp\n\
              [.process 100]\nrole=serving\npid=100\ngeneration=3\nstop_signal=SIGINT\n\
              stop_timeout=2000000000\nready=true\nstarted={}\nstarted_wall=1700000000000000000\n\
              [.process 90]\nrole=draining\npid=90\ngeneration=2\nstarted={}\nstop_since={}\n\
-             stop_reason=handoff\nkill_at={}\nleader_exit=signal:9:core\n",
+             stop_reason=handoff\nkill_at={}\nleader_exit=signal:9:core\nadopted_ticks=4242\n",
             now - 5_000_000_000,
             now - 9_000_000_000,
             now - 1_000_000_000,
@@ -380,5 +381,13 @@ mod tests {
             Some(ExitStatus::Signal(Signal::SIGKILL, true))
         );
         assert_eq!(p.process_counts(), (1, 1));
+        // A child of supergo's, and a process adopted after a crash (with its start time).
+        assert_eq!(serving.adopted, None);
+        assert_eq!(draining.adopted, Some(4242));
+        assert_eq!(
+            p.adopted_note,
+            Some((Pid::from_raw(90), "adopted after a crash".to_string()))
+        );
+        assert!(p.end_reported);
     }
 }
