@@ -124,7 +124,11 @@ fn an_adopted_serving_process_crosses_an_upgrade_and_its_exit_is_still_seen() {
     }
     let after = sg.status("web");
     assert_eq!(pid_of(&after), adopted, "the same process serves: {after}");
-    assert_eq!(adopted_note(&after), Some(note), "the note is kept: {after}");
+    assert_eq!(
+        adopted_note(&after),
+        Some(note),
+        "the note is kept: {after}"
+    );
     for key in ["start_time", "generation", "state"] {
         assert_eq!(after[key], before[key], "{key} kept across the upgrades");
     }
@@ -476,7 +480,11 @@ fn helper_script(name: &str, orphan: bool) -> String {
     let helper = format!(
         "setsid sh -c 'echo $$ > {{dir}}/{name}-helper.tmp && mv {{dir}}/{name}-helper.tmp {{dir}}/{name}-helper.pid && exec {{probe}} sleep' &"
     );
-    let start = if orphan { format!("( {helper} )") } else { helper };
+    let start = if orphan {
+        format!("( {helper} )")
+    } else {
+        helper
+    };
     format!("{start}\nexec {{probe}} sleep\n")
 }
 
@@ -493,10 +501,14 @@ fn helper_of(sg: &Supergo, name: &str) -> i32 {
         fs::read_to_string(&file).ok()?.trim().parse().ok()
     });
     sg.register(pid);
-    poll_until(TIMEOUT, &format!("{name}'s helper to run the probe"), || {
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "probe").then_some(())
-    });
+    poll_until(
+        TIMEOUT,
+        &format!("{name}'s helper to run the probe"),
+        || {
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "probe").then_some(())
+        },
+    );
     pid
 }
 
@@ -597,7 +609,9 @@ fn after_an_adoption_a_removed_programs_helper_is_stopped_with_its_process() {
     let kept = pid_of(&sg.wait_state("keep", "Running", TIMEOUT));
     let helper = helper_of(&sg, "app");
     kill_supergo(&sg, &[app, kept]);
-    sg.write_config(&format!("[supergo]\nstate_dir = \"{{dir}}/state\"\n\n{keep}"));
+    sg.write_config(&format!(
+        "[supergo]\nstate_dir = \"{{dir}}/state\"\n\n{keep}"
+    ));
     start_again(&sg);
     assert_eq!(pid_of(&sg.wait_state("keep", "Running", TIMEOUT)), kept);
     wait_pid_gone(app, TIMEOUT);
@@ -680,7 +694,9 @@ impl Pid1 {
                 .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
         }) {
             if std::env::var("CI").as_deref() == Ok("true") {
-                fail(format!("{test}: CI=true, but supergo cannot run as PID 1: {why}"));
+                fail(format!(
+                    "{test}: CI=true, but supergo cannot run as PID 1: {why}"
+                ));
             }
             eprintln!("\n*** SKIPPED {test}: `unshare --pid` failed (it needs root): {why}\n");
             return None;
@@ -702,7 +718,9 @@ impl Pid1 {
         unsafe {
             cmd.pre_exec(clean_exec_state);
         }
-        let unshare = cmd.spawn().unwrap_or_else(|e| fail(format!("{cmd:?}: {e}")));
+        let unshare = cmd
+            .spawn()
+            .unwrap_or_else(|e| fail(format!("{cmd:?}: {e}")));
         let parent = unshare.id() as i32;
         let pid = poll_until(TIMEOUT, "unshare to fork supergo", || {
             descendants(parent)
@@ -766,7 +784,11 @@ autostart = false
     let (http, body) = sg.api("POST", "/start/daemonizer");
     assert_eq!(http, 200, "{body}");
     let seen: i32 = poll_until(TIMEOUT, "the program to write orphan.pid", || {
-        fs::read_to_string(sg.path("orphan.pid")).ok()?.trim().parse().ok()
+        fs::read_to_string(sg.path("orphan.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     });
     let orphan = poll_until(TIMEOUT, "the orphan, reparented to supergo", || {
         descendants(supergo.pid)

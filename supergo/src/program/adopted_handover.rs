@@ -82,5 +82,7 @@ impl Worker {
 pub(super) fn read_note(s: &SectionRef<'_>) -> Result<Note, StateError> {
     let pid = s.pid("adopted_note_pid")?;
     let note = s.str("adopted_note")?;
-    Ok(pid.zip(note).map(|(pid, note)| (Pid::from_raw(pid), note.to_string())))
+    Ok(pid
+        .zip(note)
+        .map(|(pid, note)| (Pid::from_raw(pid), note.to_string())))
 }

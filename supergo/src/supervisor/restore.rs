@@ -33,6 +33,7 @@ use super::core::Supervisor;
 use super::deadline;
 use super::service_manager;
 use super::upgrade::{Tools, Upgrades};
+use crate::adopt::state_file::StateFile;
 use crate::config::{self, Config, DEFAULT_LISTEN};
 use crate::control::Control;
 use crate::handover::exec::SelfExe;
@@ -43,7 +44,6 @@ use crate::logs::{LogHub, RestoredLogs};
 use crate::program::{Context, RestoredProgram};
 use crate::reaper::Reaper;
 use crate::reply::Reply;
-use crate::adopt::state_file::StateFile;
 use crate::{adopt, error, info, manager_notify, signals, warn};
 
 /// What `[supergo]` and the listeners' sections say.
@@ -300,7 +300,9 @@ fn read_core(state: &State) -> Result<Core, StateError> {
         failed: s.u64_or("failed_upgrades", 0)?,
         asked_at: s.u64_or("asked_at", monotonic::now_nanos())?,
         listeners,
-        state_file: s.path("state_dir")?.zip(s.str("state_control")?.map(str::to_string)),
+        state_file: s
+            .path("state_dir")?
+            .zip(s.str("state_control")?.map(str::to_string)),
         manager_phase: s.string_or("manager_phase", "ready")?,
     })
 }

@@ -29,8 +29,8 @@ use super::service_manager;
 use super::upgrade::{Pending, Tools};
 use crate::handover::preflight::Answer;
 use crate::handover::{monotonic, StateWriter};
-use crate::program::{Command, Freeze, Frozen};
 use crate::manager_notify;
+use crate::program::{Command, Freeze, Frozen};
 use crate::reply::Reply;
 use crate::{info, warn};
 
