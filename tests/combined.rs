@@ -162,7 +162,7 @@ state_dir = "{dir}/state"
 [program.stubborn]
 command = "{probe} ignore-term"
 start_secs = 0.2
-stop_timeout = 4
+stop_timeout = 6
 "#,
     );
     sg.spawn(&[]);
@@ -365,7 +365,7 @@ fn under_systemd_an_upgrade_before_ready_leaves_the_initial_ready_to_the_new_ima
 [program.flaky]
 command = "sh -c 'if [ -e {dir}/tried ]; then exec {probe} sleep; fi; touch {dir}/tried; exit 1'"
 start_secs = 0.2
-backoff_secs = 3
+backoff_secs = 5
 "#,
     );
     sg.spawn_with_env(&[], &[("NOTIFY_SOCKET", &manager.target)]);
