@@ -5,6 +5,7 @@ mod adoption;
 mod api;
 mod child_contract;
 mod children;
+mod combined;
 mod config_check;
 mod container;
 mod container_output;

@@ -110,30 +110,45 @@ impl Escaped {
 /// The process table is shared with the callers of the same moment (see `snapshot`): at a
 /// shutdown, every program asks at once.
 pub fn find_escaped(program: &str, groups: &[Pid]) -> Vec<Escaped> {
+    find_escaped_from(program, groups, &[])
+}
+
+/// [`find_escaped`], also among the descendants of `adopted`: processes of the program that
+/// supergo adopted after a crash (issue 15). They are not supergo's descendants, nor are
+/// their helpers; each was proven the program's own at its adoption (pid, start time and
+/// `SUPERGO_PROGRAM`), so what descends from it and carries the program's name is the
+/// program's too. (A helper orphaned while no supergo was its subreaper went to init and
+/// is out of reach: nothing ties it to this supergo any more.)
+pub fn find_escaped_from(program: &str, groups: &[Pid], adopted: &[Pid]) -> Vec<Escaped> {
     static SHARED: OnceLock<snapshot::Shared> = OnceLock::new();
     let table = SHARED
         .get_or_init(snapshot::Shared::default)
         .since(Instant::now());
-    find_under(&table, Pid::this(), program, groups)
+    let mut roots = vec![Pid::this()];
+    roots.extend_from_slice(adopted);
+    find_under(&table, &roots, program, groups)
 }
 
-/// [`find_escaped`] among the descendants of `root`, in `table`.
+/// [`find_escaped`] among the descendants of `roots`, in `table`.
 fn find_under(
     table: &HashMap<i32, Stat>,
-    root: Pid,
+    roots: &[Pid],
     program: &str,
     groups: &[Pid],
 ) -> Vec<Escaped> {
-    let root = root.as_raw();
+    let roots: Vec<i32> = roots.iter().map(|root| root.as_raw()).collect();
     // A set: the worker passes the groups of every program, a thousand with as many programs.
     let groups: HashSet<i32> = groups.iter().map(|group| group.as_raw()).collect();
     let mut found = Vec::new();
     for stat in table.values() {
-        if stat.pid == root || stat.state == 'Z' || groups.contains(&stat.pgid) {
+        if roots.contains(&stat.pid) || stat.state == 'Z' || groups.contains(&stat.pgid) {
             continue;
         }
-        let Some(top) = top_under(root, stat.pid, table) else {
-            continue; // not in supergo's tree
+        let top = roots
+            .iter()
+            .find_map(|root| top_under(*root, stat.pid, table));
+        let Some(top) = top else {
+            continue; // not in supergo's tree, nor under an adopted process
         };
         if !runs_for(stat.pid, program) || (top != stat.pid && !runs_for(top, program)) {
             continue;

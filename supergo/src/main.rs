@@ -100,7 +100,7 @@ fn main() -> ExitCode {
             return match restore::run(inherited, &args.config, args.listen.clone(), self_exe) {
                 Ok(status) => ExitCode::from(status),
                 Err(e) => {
-                    error!("upgrade in place: {e}; the programs keep running, unsupervised");
+                    error!("upgrade in place: {e}; the programs keep running, unsupervised: start supergo again with the same config and control address, and it takes them back from its state file");
                     ExitCode::from(1)
                 }
             };

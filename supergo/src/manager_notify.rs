@@ -24,6 +24,16 @@
 //! only after it and before the shutdown; nothing but `STOPPING=1` and `STATUS=` after that.
 //! (An update during the initial start tells nothing: systemd would take its `READY=1` for
 //! the end of the start.)
+//!
+//! Across an upgrade in place (issue 14) supergo keeps its pid, so to systemd it is the same
+//! main process throughout; it tells the upgrade as it tells an update: `RELOADING=1` just
+//! before the exec ([`upgrading`]: held until the exec, so that no other thread says
+//! anything in between), and `READY=1` with a fresh `STATUS=` from the new image once it
+//! serves ([`restored`], then [`reloaded`]), or from the old one should the exec fail
+//! ([`Upgrading::failed`]). Before the initial `READY=1` nothing is said around it, and the
+//! new image waits for the initial start itself: nothing that systemd would take for a
+//! second start. The new image gets `NOTIFY_SOCKET` back in its environment
+//! (`handover::exec`, from [`target`]), and [`init`] takes it out again.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,6 +122,54 @@ pub fn reloaded(summary: &str) {
 pub fn stopping() {
     let all = [Phase::Starting, Phase::Ready, Phase::Stopping];
     in_phase(&all, Phase::Stopping, Manager::stopping);
+}
+
+/// An upgrade in place is about to exec: `RELOADING=1` when the initial `READY=1` was said.
+/// Nothing else is told until the exec (the returned guard holds the sequence), or until
+/// [`Upgrading::failed`] when it did not happen.
+pub fn upgrading(to: &str) -> Upgrading {
+    let phase = PHASE.lock().unwrap_or_else(|p| p.into_inner());
+    if *phase == Phase::Ready {
+        send_with(|m| m.reloading_for(&format!("Upgrading supergo in place to {to}")));
+    }
+    Upgrading { phase }
+}
+
+/// The sequence held across an upgrade's exec (see [`upgrading`]).
+pub struct Upgrading {
+    phase: std::sync::MutexGuard<'static, Phase>,
+}
+
+impl Upgrading {
+    /// Where supergo is in the sequence, for the new image ([`restored`]).
+    pub fn phase(&self) -> &'static str {
+        match *self.phase {
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Stopping => "stopping",
+        }
+    }
+
+    /// The exec did not happen: `READY=1` again, ending the `RELOADING=1`.
+    pub fn failed(self, summary: &str) {
+        if *self.phase == Phase::Ready {
+            send_with(|m| m.ready(summary));
+        }
+    }
+}
+
+/// In the new image of an upgrade: the sequence goes on where the image before left it
+/// (`phase`, from [`Upgrading::phase`]; an unknown or missing one counts as `ready`). True
+/// when the initial `READY=1` was said: the caller then says [`reloaded`]; otherwise it
+/// waits for the initial start and says [`ready`], as a fresh start does.
+pub fn restored(phase: &str) -> bool {
+    let restored = match phase {
+        "starting" => Phase::Starting,
+        "stopping" => Phase::Stopping,
+        _ => Phase::Ready,
+    };
+    *PHASE.lock().unwrap_or_else(|p| p.into_inner()) = restored;
+    restored == Phase::Ready
 }
 
 /// A new one-line summary for `systemctl status`.
@@ -210,9 +268,15 @@ impl Manager {
     }
 
     pub fn reloading(&self) -> Result<(), String> {
+        self.reloading_for("Reloading the configuration")
+    }
+
+    /// `RELOADING=1`, with `MONOTONIC_USEC=` and `STATUS=what`.
+    pub fn reloading_for(&self, what: &str) -> Result<(), String> {
         self.send(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=Reloading the configuration\n",
-            monotonic_usec()
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS={}\n",
+            monotonic_usec(),
+            one_line(what)
         ))
     }
 

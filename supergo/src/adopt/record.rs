@@ -14,8 +14,14 @@
 //! a state file is in use; until `install` (after every program's worker exists, so that a
 //! first write never leaves out a program that was adopted) nothing is written. `finish`
 //! writes the last table at exit, or removes the file when no process is left.
+//!
+//! An upgrade in place keeps the file: the old image hands `installed`'s directory and
+//! control address over, and the new image installs the same file once its workers have
+//! reported (the registry, the writer and its thread are this image's memory, gone with the
+//! exec; the file itself still names the same pid and processes meanwhile).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -131,6 +137,16 @@ pub fn install(file: StateFile, control: &str) {
         warn!("cannot start the state file's thread: {e}; the state file is written only at exit, so a supergo started after a crash cannot take the children back");
     }
     wake();
+}
+
+/// The directory of the state file being kept current, and the control address it is for:
+/// what an upgrade in place hands to the new image, which `install`s the same file again
+/// (the writer thread dies with the exec). `None` when there is none.
+pub fn installed() -> Option<(PathBuf, String)> {
+    let guard = writer();
+    let w = guard.as_ref().filter(|w| !w.finished)?;
+    let dir = w.file.path().parent()?.to_path_buf();
+    Some((dir, w.control.clone()))
 }
 
 fn run(wake: Receiver<()>) {

@@ -6,7 +6,8 @@
 //!    `[handover] exe_fd` so that a new image that cannot restore it can go back;
 //! 2. it is written into a sealed memfd (created O_CLOEXEC like every other fd);
 //! 3. argv (`[binary, supergo's own arguments…]`) and envp (supergo's environment plus
-//!    `SUPERGO_UPGRADE_STATE=<memfd>`) are built;
+//!    `SUPERGO_UPGRADE_STATE=<memfd>`, and the `NOTIFY_SOCKET` supergo was started with,
+//!    which `manager_notify` removed from its environment) are built;
 //! 4. every signal is blocked in this thread. The mask and pending signals survive `execve`,
 //!    so a SIGTERM that arrives from here on stays pending, and the new image honours it
 //!    once it has installed its handlers and unblocks. That holds only if no other thread
@@ -200,10 +201,18 @@ pub(super) fn exec_image(
     fallback_reason: Option<&str>,
 ) -> String {
     let mut env: Vec<OsString> = std::env::vars_os()
-        .filter(|(name, _)| name != STATE_ENV && name != FALLBACK_ENV)
+        .filter(|(name, _)| {
+            name != STATE_ENV && name != FALLBACK_ENV && name != crate::manager_notify::VARIABLE
+        })
         .map(|(name, value)| [name, "=".into(), value].into_iter().collect())
         .collect();
     env.push(format!("{STATE_ENV}={}", memfd.as_raw_fd()).into());
+    // supergo's own service manager: `manager_notify::init` took the variable out of this
+    // image's environment (so that no child inherits it); the next image needs it back, and
+    // takes it out again at its start.
+    if let Some(target) = crate::manager_notify::target() {
+        env.push(format!("{}={target}", crate::manager_notify::VARIABLE).into());
+    }
     if let Some(reason) = fallback_reason {
         // The reason travels in one variable: escaped (no control characters), and short.
         let reason: String = super::escape::escape(reason.as_bytes())

@@ -12,7 +12,9 @@
 //! - anything wrong before the commit: `fall_back` re-executes the old binary (its fd came
 //!   in `[handover] exe_fd`) with the same state and every fd, and says why in
 //!   `SUPERGO_UPGRADE_FALLBACK`. The old binary, finding that variable, never falls back
-//!   again: if it cannot restore either, the caller starts as after a crash (`adopt`).
+//!   again: if it cannot restore either, the caller exits and leaves the children running,
+//!   as after a crash: the state file (`adopt::record`) still names them, so a supergo
+//!   started again adopts them.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -165,8 +167,8 @@ impl Inherited {
     }
 
     /// Re-executes the old binary with the same state and every handed-over fd, telling it
-    /// `reason`. Returns only when that is impossible (then the caller must start as after a
-    /// crash: the children still run, see `adopt`).
+    /// `reason`. Returns only when that is impossible (then the caller exits as after a
+    /// crash: the children still run, and a supergo started again adopts them, see `adopt`).
     pub fn fall_back(self, reason: &str) -> UpgradeError {
         if let Some(previous) = &self.fallback_reason {
             return UpgradeError(format!("cannot restore the handed-over state ({reason}); this is already the fallback after a failed upgrade ({previous}), so there is nothing to go back to"));

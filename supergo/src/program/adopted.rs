@@ -11,14 +11,15 @@
 //! (not ready when supergo died, draining, or not adoptable) are stopped.
 //!
 //! A program no longer in the config gets a worker of its own that only stops its processes
-//! and ends (`launch_removed`), like a program `update` removed.
+//! and ends (`adopted_removed`), like a program `update` removed.
+//!
+//! Across an upgrade in place, an adopted process is handed over with its start time and
+//! watched again by the new image (`adopted_handover`).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crossbeam_channel::unbounded;
 use nix::unistd::Pid;
@@ -31,7 +32,7 @@ use super::{Context, ProgramHandle, SharedConfig};
 use crate::adopt::plan::{AdoptedProgram, Found};
 use crate::adopt::table::{config_hash, ListenerEntry, ProcessEntry, ProgramEntry, Role};
 use crate::adopt::{procfs, record, verify, watch};
-use crate::config::{AutoRestart, Origin, ProgramConfig, ReadyMode};
+use crate::config::ProgramConfig;
 use crate::listener::Listener;
 use crate::status::{ProgramStatus, State};
 use crate::{error, info, spawn};
@@ -139,6 +140,15 @@ impl Worker {
             processes,
         };
         record::update(self.adoption.id, &entry);
+    }
+
+    /// The status note of an adopted serving process, and its pid (for an upgrade in place).
+    pub(super) fn adoption_note(&self) -> Option<(Pid, &str)> {
+        (self.adoption.note.as_ref()).map(|(pid, note)| (*pid, note.as_str()))
+    }
+
+    pub(super) fn set_adoption_note(&mut self, note: Option<(Pid, String)>) {
+        self.adoption.note = note;
     }
 
     /// The status note of an adopted process, while it is the one status shows.
@@ -260,6 +270,7 @@ impl Worker {
         };
         process.started = started_at(start_ticks);
         process.ready_deadline = process.started;
+        process.adopted = Some(start_ticks);
         process
     }
 }
@@ -287,21 +298,7 @@ pub fn launch_adopted(
     })
 }
 
-/// Starts a worker that stops the processes of a program no longer in the config, and ends.
-pub fn launch_removed(
-    adopted: AdoptedProgram,
-    ctx: Arc<Context>,
-) -> std::io::Result<ProgramHandle> {
-    let config = Arc::new(removed_config(&adopted));
-    start(config, Ok(Vec::new()), ctx, move |worker| {
-        worker.life.shutting_down = true;
-        worker.life.stop_requested = true;
-        worker.take_adopted(adopted);
-        worker.life.state = State::Stopping;
-    })
-}
-
-fn start(
+pub(super) fn start(
     config: Arc<ProgramConfig>,
     listeners: Result<Vec<Arc<Listener>>, String>,
     ctx: Arc<Context>,
@@ -331,48 +328,4 @@ fn start(
         status,
         thread,
     })
-}
-
-/// What stands in for the config of a program that is no longer in it: only how its
-/// processes are stopped matters (as recorded), and that nothing is ever started.
-fn removed_config(adopted: &AdoptedProgram) -> ProgramConfig {
-    let first = adopted.processes().next();
-    ProgramConfig {
-        name: adopted.name.clone(),
-        argv: vec!["(no longer in the config)".into()],
-        directory: PathBuf::from("/"),
-        autostart: false,
-        auto_restart: AutoRestart::Never,
-        exit_codes: vec![0],
-        start_secs: Duration::from_secs(1),
-        max_retry: 0,
-        backoff: Duration::from_secs(1),
-        backoff_max: Duration::from_secs(30),
-        listen_addrs: Vec::new(),
-        listen_names: Vec::new(),
-        socket_mode: 0o660,
-        ready: ReadyMode::Uptime,
-        ready_timeout: Duration::from_secs(60),
-        stop_signal: first.map_or(nix::sys::signal::Signal::SIGTERM, |f| f.stop_signal),
-        stop_timeout: first.map_or(Duration::from_secs(10), |f| f.stop_timeout),
-        stop_as_group: first.is_none_or(|f| f.stop_as_group),
-        stop_before_restart: false,
-        essential: false,
-        stdout_file: None,
-        stderr_file: None,
-        redirect_stderr: false,
-        log_max_bytes: 50 * 1024 * 1024,
-        log_backups: 10,
-        user: None,
-        group: None,
-        umask: None,
-        environment: BTreeMap::new(),
-        clear_env: false,
-        priority: 999,
-        rlimits: BTreeMap::new(),
-        origin: Origin {
-            file: PathBuf::from("(the state file of a supergo that died)"),
-            line: 0,
-        },
-    }
 }

@@ -88,7 +88,8 @@ pub(super) fn write(w: &mut StateWriter, config: &ProgramConfig) {
         .collect();
     write_list(w, "env", env.iter().map(String::as_str));
     w.write_bool("clear_env", config.clear_env)
-        .write_i64("priority", i64::from(config.priority));
+        .write_i64("priority", i64::from(config.priority))
+        .write_bool("essential", config.essential);
     let limits: Vec<String> = (config.rlimits.iter())
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
@@ -167,6 +168,7 @@ pub(super) fn read(program: &SectionRef<'_>, name: &str) -> Result<ProgramConfig
         c.environment = env.into_iter().collect::<BTreeMap<_, _>>();
     }
     c.clear_env = s.bool_or("clear_env", c.clear_env)?;
+    c.essential = s.bool_or("essential", c.essential)?;
     let priority = s.i64_or("priority", i64::from(c.priority))?;
     c.priority = i32::try_from(priority).map_err(|_| bad(&s, "priority", &priority.to_string()))?;
     if let Some(limits) = read_list(&s, "rlimit", |l| {
@@ -242,6 +244,7 @@ mod tests {
         config.rlimits.insert("nofile".into(), 4096);
         config.auto_restart = AutoRestart::Unexpected;
         config.priority = -5;
+        config.essential = true;
         config.origin = Origin {
             file: "/etc/supergo.toml".into(),
             line: 7,

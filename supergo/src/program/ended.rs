@@ -9,8 +9,10 @@
 //! a readiness deadline, a listen error), there is no status to pass on (`None`).
 //!
 //! Told once per ending: `reported` is set when told and cleared once the program is in
-//! another state. Not serialized: after an upgrade in place, an essential program that had
-//! ended has already made supergo stop.
+//! another state. Carried across an upgrade in place (`end_reported`), so that the new image
+//! does not tell an old end again (with no status: it would change supergo's exit status);
+//! an end told during the upgrade's freeze refuses the upgrade (`freeze`), so the core that
+//! hears of it is the one that acts on it.
 
 use super::generations::Owner;
 use super::worker::Worker;

@@ -16,8 +16,11 @@
 //! SIGKILL does not end (stuck in the kernel) is given up after [`AFTER_KILL`], with a
 //! warning, so that the stop ends.
 //!
-//! Not serialized: pidfds, and a stop in progress. Helpers left after an upgrade in place or
-//! an adoption are found again by the next stop.
+//! Not serialized: pidfds, and a stop in progress (a worker stopping helpers refuses an
+//! upgrade in place, see `freeze`). After an upgrade, supergo's pid and its subreaper flag
+//! are those of before (`PR_SET_CHILD_SUBREAPER` lives in the process's signal struct, which
+//! `execve` keeps), so the helpers are found as before. After an adoption, the helpers of an
+//! adopted process are found through it (`descendants::find_escaped_from`).
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::worker::Worker;
-use crate::descendants::{find_escaped, Escaped};
+use crate::descendants::{find_escaped_from, Escaped};
 use crate::{info, warn};
 
 /// How often the worker looks whether the helpers being stopped have exited.
@@ -61,15 +64,29 @@ impl EscapedHelpers {
 }
 
 impl Worker {
-    /// Finds the program's helpers outside its groups and sends them its stop signal. Called
-    /// when a stop begins, once the program's own processes have been asked to stop.
-    pub(super) fn stop_escaped(&mut self) {
-        let config = self.resources.config.clone();
+    /// The program's helpers outside its groups. Called when a stop begins, before any of its
+    /// processes is asked to stop: the helpers of an adopted process are found through it
+    /// (they do not descend from supergo), and it may exit on its stop signal at once, which
+    /// would hand them to init before they were found.
+    pub(super) fn find_escaped(&self) -> Vec<Escaped> {
         let mut groups: Vec<Pid> = self.ctx.reaper.registered_pids();
-        groups.extend(self.gens.draining.iter().map(|p| p.pid));
-        groups.extend(self.gens.current.as_ref().map(|p| p.pid));
-        groups.extend(self.gens.handoff.as_ref().map(|h| h.process.pid));
-        let found = find_escaped(&config.name, &groups);
+        let processes = (self.gens.draining.iter())
+            .chain(&self.gens.current)
+            .chain(self.gens.handoff.as_ref().map(|h| &h.process));
+        let mut adopted = Vec::new();
+        for process in processes {
+            groups.push(process.pid);
+            if process.adopted.is_some() {
+                adopted.push(process.pid);
+            }
+        }
+        find_escaped_from(self.name(), &groups, &adopted)
+    }
+
+    /// Sends the helpers `found` (by `find_escaped`) the program's stop signal. Called once
+    /// the program's own processes have been asked to stop.
+    pub(super) fn stop_escaped(&mut self, found: Vec<Escaped>) {
+        let config = self.resources.config.clone();
         let helpers = &mut self.escaped;
         for helper in found {
             if helpers.stopping.iter().any(|h| h.pid() == helper.pid()) {

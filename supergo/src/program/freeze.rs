@@ -12,9 +12,12 @@
 //! The policy for what cannot cross the exec (README, "Upgrading supergo"): a handoff in
 //! progress, a `stop_before_restart` restart, a client waiting for an outcome (start, stop,
 //! restart, update), and a process that is starting with `ready = "notify"` (its `READY=1`
-//! could be read by the old image's notify reader and die with it). Each refuses the
-//! upgrade with a reason that names the program; what is merely starting with
-//! `ready = "uptime"`, backing off or draining is handed over.
+//! could be read by the old image's notify reader and die with it), helpers outside the
+//! program's process groups being stopped (`escaped`: their stop is not serialized), and an
+//! `essential` program that ends during the freeze itself (its end is told to the core,
+//! which stops supergo instead). Each refuses the upgrade with a reason that names the
+//! program; what is merely starting with `ready = "uptime"`, backing off or draining
+//! (adopted processes too: `adopted_handover`) is handed over.
 
 use std::time::Instant;
 
@@ -43,7 +46,9 @@ impl Worker {
     pub(super) fn on_freeze(&mut self, order: Freeze) {
         // What was routed here before the signals thread parked: acted on now, in this
         // image, so that no exit or READY=1 is lost with it.
+        let mut serving_exit = None;
         while let Ok(exit) = self.exits.try_recv() {
+            serving_exit = self.serving_exit(&exit).or(serving_exit);
             self.on_exit(exit);
         }
         if let Some(notifications) = self.resources.notify.as_ref().map(|n| n.receiver().clone()) {
@@ -53,9 +58,22 @@ impl Worker {
         }
         self.on_timers(Instant::now());
         self.check_stopped();
+        // An essential program that ends here tells the core now (with its status), and
+        // refuses the upgrade below: the core then stops supergo, as without the upgrade.
+        let was_reported = self.end_reported;
+        self.report_if_ended(serving_exit);
+        let just_ended = self.end_reported && !was_reported;
         self.publish();
         self.waiters.flush();
-        let frozen = match self.busy() {
+        let busy = if just_ended {
+            Some(format!(
+                "{} has just ended (it is essential: supergo stops)",
+                self.name()
+            ))
+        } else {
+            self.busy()
+        };
+        let frozen = match busy {
             Some(why) => Frozen::Busy(why),
             None => {
                 let mut writer = StateWriter::new();
@@ -94,6 +112,11 @@ impl Worker {
         }
         if !w.handoff.is_empty() || !w.stop_first.is_empty() {
             return Some(format!("{name}: a client is waiting for its restart"));
+        }
+        if self.escaped.running() {
+            return Some(format!(
+                "{name}: its helpers outside its process group are being stopped"
+            ));
         }
         let starting_notify = self.resources.config.ready == ReadyMode::Notify
             && self.gens.current.as_ref().is_some_and(|p| !p.ready);

@@ -41,7 +41,8 @@
 //! `commands`, `starting`, `handoff`, `stopping`, `exits`, `readiness`, `timers`.
 //! `wiring` holds what connects a worker to the rest of supergo (never serialized);
 //! `adopted` reports the processes for the state file and takes over what a dead supergo
-//! left running.
+//! left running (`adopted_removed`: of a program no longer in the config);
+//! `adopted_handover` carries an adopted process across an upgrade in place.
 //!
 //! Two concerns of running as a container's entrypoint (issue 16), each in a file of its
 //! own: `escaped` stops the program's helpers that left its process groups, with it; `ended`
@@ -52,6 +53,8 @@
 //! running config), `restore` (the new image's worker, from the state).
 
 mod adopted;
+mod adopted_handover;
+mod adopted_removed;
 mod commands;
 mod config_state;
 mod ended;
@@ -85,7 +88,8 @@ use crate::config::ProgramConfig;
 use crate::listener::Listener;
 use crate::status::{ProgramStatus, SharedStatus};
 
-pub use adopted::{launch_adopted, launch_removed};
+pub use adopted::launch_adopted;
+pub use adopted_removed::launch_removed;
 pub use freeze::{Freeze, Frozen};
 pub use process::ready_within;
 pub use resources::SharedConfig;

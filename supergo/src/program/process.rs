@@ -3,8 +3,10 @@
 //! when it gets SIGKILL. Also the signals sent to it.
 //!
 //! Every field would be serialized as is by an upgrade or an adoption: numbers, flags, an
-//! exit status, a `StopReason` by name and `Stamp`s by their wall-clock half. (The pid would
-//! travel with a pidfd beside it, so that a reused pid is never taken for the process.)
+//! exit status, a `StopReason` by name and `Stamp`s by their wall-clock half. A child of
+//! supergo's keeps its pid across an upgrade's exec (not reaped, so not reused); an adopted
+//! process (not supergo's child) travels with its start time (`adopted`), by which the new
+//! image checks that the pid is still that process before it watches it again.
 
 use std::time::Duration;
 
@@ -86,6 +88,10 @@ pub(super) struct Process {
     /// Set when the leader exited while the rest of its process group still ran (a stopping
     /// `sh -c '…'` whose server drains): the drain ends when the group is empty.
     pub leader_exit: Option<ExitStatus>,
+    /// Set for a process adopted after a crash (issue 15): not supergo's child, watched
+    /// through its pidfd, its exit status unknown. Its start time as the kernel records it
+    /// (field 22 of /proc/PID/stat), which names it even after its pid is reused.
+    pub adopted: Option<u64>,
 }
 
 impl Process {
@@ -101,6 +107,7 @@ impl Process {
             ready: false,
             stop: None,
             leader_exit: None,
+            adopted: None,
         }
     }
 

@@ -14,6 +14,7 @@ use crossbeam_channel::unbounded;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::adopted_handover;
 use super::config_state;
 use super::generations::Generations;
 use super::lifecycle::Lifecycle;
@@ -41,6 +42,8 @@ pub struct RestoredProgram {
     listen_error: Option<String>,
     notify: Option<HandedFd>,
     outputs: Option<RestoredOutputs>,
+    adopted_note: adopted_handover::Note,
+    end_reported: bool,
 }
 
 struct RestoredOutputs {
@@ -114,6 +117,8 @@ impl RestoredProgram {
             listen_error: s.str("listen_error")?.map(str::to_string),
             notify: s.fd("notify_fd")?,
             outputs,
+            adopted_note: adopted_handover::read_note(s)?,
+            end_reported: s.bool_or("end_reported", false)?,
         })
     }
 
@@ -150,6 +155,8 @@ impl RestoredProgram {
             listen_error,
             notify,
             outputs,
+            adopted_note,
+            end_reported,
         } = self;
         let notify = notify.map(|fd| fd.into_owned(committed));
         let outputs = outputs.map(|o| {
@@ -180,21 +187,24 @@ impl RestoredProgram {
         }
         worker.life = life;
         worker.record = record;
+        worker.end_reported = end_reported;
         worker.resources.outputs = outputs;
         worker.resources.notify = notify.and_then(|fd| {
             NotifySocket::adopt(&name, fd)
                 .map_err(|e| warn!("{name}: cannot take its NOTIFY_SOCKET back: {e}; a new one is made at its next start"))
                 .ok()
         });
+        // Children of supergo's only: an adopted process is not, and is watched again below.
         let pids = gens.current.iter().chain(&gens.draining);
         for pid in pids
-            .filter(|p| p.leader_exit.is_none())
+            .filter(|p| p.leader_exit.is_none() && p.adopted.is_none())
             .map(|p| p.pid)
             .chain(gens.stillborn.iter().copied())
         {
             worker.ctx.reaper.adopt(pid, &worker.exits_tx);
         }
         worker.gens = gens;
+        worker.watch_handed_over(adopted_note);
         worker.publish();
         let thread = std::thread::Builder::new()
             .name(format!("program {name}"))
@@ -249,6 +259,14 @@ fn read_process(p: &SectionRef<'_>) -> Result<Process, StateError> {
         ready: p.bool_or("ready", true)?,
         stop,
         leader_exit,
+        adopted: match p.str("adopted_ticks")? {
+            None => None,
+            Some(ticks) => Some(
+                ticks
+                    .parse()
+                    .map_err(|_| p.error(format!("adopted_ticks {ticks:?}")))?,
+            ),
+        },
     })
 }
 
@@ -316,11 +334,12 @@ mod tests {
         let text = format!(
             "supergo-state 1.0\n[program web]\nstate=Running\nfailures=2\ngeneration=3\n\
              restarts=4\nhandoffs=5\nlast_handoff_ms=12.5\nlast_exit=exited with status 0\n\
+             end_reported=true\nadopted_note_pid=90\nadopted_note=adopted after a crash\n\
              [.config]\narg_count=1\narg=sleep\ndirectory=/tmp\n\
              [.process 100]\nrole=serving\npid=100\ngeneration=3\nstop_signal=SIGINT\n\
              stop_timeout=2000000000\nready=true\nstarted={}\nstarted_wall=1700000000000000000\n\
              [.process 90]\nrole=draining\npid=90\ngeneration=2\nstarted={}\nstop_since={}\n\
-             stop_reason=handoff\nkill_at={}\nleader_exit=signal:9:core\n",
+             stop_reason=handoff\nkill_at={}\nleader_exit=signal:9:core\nadopted_ticks=4242\n",
             now - 5_000_000_000,
             now - 9_000_000_000,
             now - 1_000_000_000,
@@ -362,5 +381,13 @@ mod tests {
             Some(ExitStatus::Signal(Signal::SIGKILL, true))
         );
         assert_eq!(p.process_counts(), (1, 1));
+        // A child of supergo's, and a process adopted after a crash (with its start time).
+        assert_eq!(serving.adopted, None);
+        assert_eq!(draining.adopted, Some(4242));
+        assert_eq!(
+            p.adopted_note,
+            Some((Pid::from_raw(90), "adopted after a crash".to_string()))
+        );
+        assert!(p.end_reported);
     }
 }

@@ -8,7 +8,11 @@
 //! - resources: `[.config]` (`config_state`), `listen_error`, `notify_fd`, and the log pipes
 //!   in `[.outputs]` (the pipe ids, which the log hub's own section names too, and the write
 //!   ends the worker keeps for new children);
-//! - record: the counters and last outcomes.
+//! - record: the counters and last outcomes;
+//! - adoption (`adopted_handover`): the status note of an adopted serving process, and with
+//!   each adopted process its start time (`adopted_ticks`), by which the new image knows it
+//!   is not its child and checks its pid before it watches it again;
+//! - `end_reported`: an `essential` program's end was told to the core already (`ended`).
 //!
 //! Times are written twice: CLOCK_MONOTONIC nanoseconds (the timers: that clock runs on
 //! across the exec) and unix nanoseconds beside them (`KEY_wall`, what status shows), so a
@@ -60,6 +64,8 @@ impl Worker {
                 w.write_str(key, value);
             }
         }
+        w.write_bool("end_reported", self.end_reported);
+        self.serialize_adoption(w);
         if let Some(notify) = &self.resources.notify {
             w.write_fd("notify_fd", notify.fd());
         }
@@ -112,6 +118,9 @@ fn write_process(w: &mut StateWriter, p: &Process, role: &str) {
     }
     if let Some(status) = &p.leader_exit {
         w.write_str("leader_exit", &exit_status(status));
+    }
+    if let Some(ticks) = p.adopted {
+        w.write_u64("adopted_ticks", ticks);
     }
 }
 

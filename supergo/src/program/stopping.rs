@@ -12,6 +12,8 @@ use crate::status::State;
 
 impl Worker {
     pub(super) fn request_stop(&mut self) {
+        // Before any stop signal (see `escaped`).
+        let helpers = self.find_escaped();
         self.life.stop_requested = true;
         self.life.backoff_until = None;
         let name = self.name().to_string();
@@ -32,7 +34,7 @@ impl Worker {
         if let Some(process) = self.gens.current.take() {
             self.begin_stop(process, StopReason::Stop);
         }
-        self.stop_escaped();
+        self.stop_escaped(helpers);
         self.life.state = State::Stopping;
     }
 

@@ -42,10 +42,11 @@ pub(super) struct Worker {
     pub waiters: Waiters,
     pub record: Record,
 
-    // Issue 16 (neither is serialized: see each file's docs).
-    /// Helpers outside the program's process groups being stopped (`escaped`).
+    // Issue 16 (see each file's docs).
+    /// Helpers outside the program's process groups being stopped (`escaped`; not
+    /// serialized: a worker stopping them refuses an upgrade).
     pub escaped: EscapedHelpers,
-    /// An essential program's end was told to the core (`ended`).
+    /// An essential program's end was told to the core (`ended`; serialized).
     pub end_reported: bool,
     /// The state file's view of this worker, and what adoption left it (issue 15).
     pub adoption: adopted::Part,

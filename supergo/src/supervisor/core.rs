@@ -3,6 +3,7 @@
 //! loop over the inbox (requests go to `requests`), and supergo's own signals.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver};
@@ -29,6 +30,11 @@ pub struct Supervisor {
     pub(super) ctx: Arc<Context>,
     /// Upgrades in place: the tools, the one in progress, the counters (`upgrade`).
     pub(super) upgrades: Upgrades,
+    /// Set once the priority starter has sent every autostart program its first start:
+    /// until then an upgrade is refused (the starter's thread, and the starts it has not
+    /// sent yet, would die with the old image). A start sent and not done yet has a waiter,
+    /// which refuses the upgrade on its own (`program::freeze`).
+    pub(super) initial_start_sent: Arc<AtomicBool>,
 }
 
 impl Supervisor {
@@ -48,6 +54,7 @@ impl Supervisor {
             retiring: Vec::new(),
             ctx,
             upgrades: Upgrades::default(),
+            initial_start_sent: Arc::new(AtomicBool::new(false)),
         };
         let mut groups: BTreeMap<i32, Vec<ToStart>> = BTreeMap::new();
         for program in config.start_order() {
@@ -75,7 +82,7 @@ impl Supervisor {
         }
         supervisor.retire_removed(std::mem::take(&mut adoption.removed));
         let watched = service_manager::watch(supervisor.programs.values());
-        start_by_priority(groups, move || {
+        start_by_priority(groups, supervisor.initial_start_sent.clone(), move || {
             service_manager::after_initial_start(watched)
         });
         supervisor

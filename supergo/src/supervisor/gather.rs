@@ -3,6 +3,8 @@
 //! `deadline`) and names any program that did not answer in time.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -24,11 +26,19 @@ pub struct ToStart {
 /// priority at once, and the next priority once each of them is running or has failed its
 /// first start (so a database at priority 100 serves before the web tier at 999 starts). A
 /// program that has not answered by its deadline holds up the next priority no longer.
-/// `then` runs in the same thread once every priority has had its first start.
+/// `all_sent` is set once every program has been sent its start (the last priority's too):
+/// from then on each start is the worker's own business. `then` runs in the same thread once
+/// every priority has had its first start.
 pub fn start_by_priority(
     groups: BTreeMap<i32, Vec<ToStart>>,
+    all_sent: Arc<AtomicBool>,
     then: impl FnOnce() + Send + 'static,
 ) {
+    let last = groups.keys().next_back().copied();
+    let sent_anyway = all_sent.clone();
+    if last.is_none() {
+        all_sent.store(true, Ordering::SeqCst);
+    }
     let spawned = std::thread::Builder::new()
         .name("starter".into())
         .spawn(move || {
@@ -42,6 +52,9 @@ pub fn start_by_priority(
                         sent.ok().map(|()| (program, rx))
                     })
                     .collect();
+                if Some(priority) == last {
+                    all_sent.store(true, Ordering::SeqCst);
+                }
                 for (program, rx) in waits {
                     let received = match started.checked_add(program.within) {
                         Some(deadline) => rx.recv_deadline(deadline).map_err(|e| e.is_timeout()),
@@ -61,6 +74,8 @@ pub fn start_by_priority(
         });
     if let Err(e) = spawned {
         error!("cannot start the starter thread: {e}; no program is started automatically");
+        // Nothing will be sent: nothing to wait for.
+        sent_anyway.store(true, Ordering::SeqCst);
     }
 }
 

@@ -9,7 +9,10 @@
 //! the reaper; only then the signals thread, whose first reap routes the exits that happened
 //! during the exec (and which handles a SIGTERM that waited meanwhile); then the control API
 //! on the same listening socket, which accepts what queued meanwhile; last, the answer to
-//! the connection that asked, and one log line of what was taken over.
+//! the connection that asked, and one log line of what was taken over. Around them, what the
+//! old image's threads kept up and that died with it: the state file of issue 15 is
+//! installed again once every worker has reported, and supergo's service manager hears
+//! `READY=1` (or, before the initial one, the wait for the initial start goes on).
 //!
 //! The programs run with the configs the state carries (`program::config_state`), not the
 //! file's: what ran goes on exactly as it was, and `reread` shows what the file changes.
@@ -20,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crossbeam_channel::unbounded;
@@ -27,7 +31,9 @@ use serde_json::json;
 
 use super::core::Supervisor;
 use super::deadline;
+use super::service_manager;
 use super::upgrade::{Tools, Upgrades};
+use crate::adopt::state_file::StateFile;
 use crate::config::{self, Config, DEFAULT_LISTEN};
 use crate::control::Control;
 use crate::handover::exec::SelfExe;
@@ -38,7 +44,7 @@ use crate::logs::{LogHub, RestoredLogs};
 use crate::program::{Context, RestoredProgram};
 use crate::reaper::Reaper;
 use crate::reply::Reply;
-use crate::{error, info, signals, warn};
+use crate::{adopt, error, info, manager_notify, signals, warn};
 
 /// What `[supergo]` and the listeners' sections say.
 struct Core {
@@ -49,6 +55,10 @@ struct Core {
     failed: u64,
     asked_at: u64,
     listeners: Vec<(ListenAddr, HandedFd)>,
+    /// The state file of issue 15 (its directory, the control address it is for).
+    state_file: Option<(PathBuf, String)>,
+    /// Where supergo was in its service manager's sequence (`manager_notify::restored`).
+    manager_phase: String,
 }
 
 /// Takes over from the image before (see the module docs). Returns supergo's exit status when
@@ -129,6 +139,10 @@ pub fn run(
     }
     // The workers hold the listeners they use; one nobody uses closes here.
     drop(held);
+    // Every worker has reported its processes: the state file is kept current again.
+    if let Some((dir, control)) = &core.state_file {
+        adopt::record::install(StateFile::new(dir, control), control);
+    }
     let (signals, _) = signals::start(ctx.reaper.clone(), core_tx.clone())
         .map_err(|e| format!("cannot install signal handling: {e}"))?;
     let listen = listen
@@ -182,6 +196,7 @@ pub fn run(
         }
     };
     let mut supervisor = Supervisor::restored(config, ctx, handles);
+    supervisor.tell_manager(&core.manager_phase);
     if let Some(self_exe) = self_exe {
         let tools = Tools {
             self_exe,
@@ -198,6 +213,7 @@ pub fn run(
         }
     }
     let status = supervisor.run(core_rx);
+    adopt::record::finish();
     hub.shutdown();
     Ok(status)
 }
@@ -222,6 +238,31 @@ impl Supervisor {
             retiring: Vec::new(),
             ctx,
             upgrades: Upgrades::default(),
+            // The image before did it (an upgrade is refused until then).
+            initial_start_sent: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+impl Supervisor {
+    /// Goes on with the service manager's sequence where the image before left it: `READY=1`
+    /// (ending the `RELOADING=1` it said before the exec) with the programs' states now, or,
+    /// when the initial `READY=1` was not said yet, the wait for the initial start (in a
+    /// thread, as at a fresh start).
+    fn tell_manager(&self, phase: &str) {
+        if manager_notify::restored(phase) {
+            manager_notify::reloaded(&service_manager::summary(
+                self.programs.values().map(|h| &h.status),
+            ));
+            return;
+        }
+        let watched = service_manager::watch(self.programs.values());
+        let spawned = std::thread::Builder::new()
+            .name("initial start".into())
+            .spawn(move || service_manager::after_initial_start(watched));
+        if let Err(e) = spawned {
+            error!("cannot start a thread to wait for the initial start: {e}; the service manager is told READY=1 now");
+            manager_notify::ready("the initial start may still be in progress");
         }
     }
 }
@@ -259,6 +300,10 @@ fn read_core(state: &State) -> Result<Core, StateError> {
         failed: s.u64_or("failed_upgrades", 0)?,
         asked_at: s.u64_or("asked_at", monotonic::now_nanos())?,
         listeners,
+        state_file: s
+            .path("state_dir")?
+            .zip(s.str("state_control")?.map(str::to_string)),
+        manager_phase: s.string_or("manager_phase", "ready")?,
     })
 }
 

@@ -3,8 +3,9 @@
 //! answers. The exec itself is `upgrade_exec`; the new image's side is `restore`.
 //!
 //! The steps, each answering whoever asked on every path:
-//! 1. asked: refused at once (409) while another upgrade runs or a program removed by
-//!    `update` still drains; the binary is resolved and opened (`Target`), then checked by
+//! 1. asked: refused at once (409) while another upgrade runs, before the initial start has
+//!    sent every program its first start, or while a program no longer in the config still
+//!    drains; the binary is resolved and opened (`Target`), then checked by
 //!    `preflight` on a thread of its own, so the core keeps answering meanwhile;
 //! 2. checked: a refusal of the pre-flight is the answer (nothing changed); otherwise the
 //!    connection that asked becomes the core's (`Reply::taken`: the control API lets go of
@@ -14,6 +15,7 @@
 
 use std::net::TcpStream;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -192,6 +194,12 @@ impl Supervisor {
                 ),
             ));
         }
+        if !self.initial_start_sent.load(Ordering::SeqCst) {
+            return Some(Reply::error(
+                409,
+                "upgrade refused: supergo's initial start is in progress (programs of a later priority are still to be started); nothing changed, ask again in a moment",
+            ));
+        }
         self.retiring.retain(|h| !h.thread.is_finished());
         let removed: Vec<String> = self
             .retiring
@@ -202,7 +210,7 @@ impl Supervisor {
             return Some(Reply::error(
                 409,
                 format!(
-                    "upgrade refused: {} removed by update and still stopping; nothing changed, ask again once it is gone",
+                    "upgrade refused: {} no longer in the config (removed by update, or left by a supergo that died) and still stopping; nothing changed, ask again once it is gone",
                     removed.join(", ")
                 ),
             ));

@@ -8,7 +8,9 @@
 //! 3. every worker freezes and writes its state, or says why it cannot be handed over now
 //!    (the policy, `program::freeze`): then the upgrade is refused (409) naming them;
 //! 4. the log thread freezes and writes its pipes; the core writes `[supergo]` (the control
-//!    listener, the client that asked) and the listeners (`[listener N]`);
+//!    listener, the client that asked, the state file of issue 15, and where supergo is in
+//!    its service manager's sequence, having told it `RELOADING=1`) and the listeners
+//!    (`[listener N]`);
 //! 5. `handover::exec::upgrade`: the state goes in a memfd, FD_CLOEXEC is cleared on exactly
 //!    the fds it names, and supergo execs the checked binary, keeping its pid.
 //!
@@ -23,9 +25,11 @@ use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 
 use super::core::Supervisor;
 use super::request::CoreMessage;
+use super::service_manager;
 use super::upgrade::{Pending, Tools};
 use crate::handover::preflight::Answer;
 use crate::handover::{monotonic, StateWriter};
+use crate::manager_notify;
 use crate::program::{Command, Freeze, Frozen};
 use crate::reply::Reply;
 use crate::{info, warn};
@@ -149,6 +153,13 @@ impl Supervisor {
         if let (Some(client), true) = (&pending.ask.client, pending.ask.taken) {
             w.write_fd("client_fd", client.as_fd());
         }
+        if let Some((dir, control)) = crate::adopt::record::installed() {
+            w.write_path("state_dir", &dir)
+                .write_str("state_control", &control);
+        }
+        // From here to the exec nothing else tells the service manager anything.
+        let manager = manager_notify::upgrading(&answer.version);
+        w.write_str("manager_phase", manager.phase());
         let listeners = self.ctx.pool.open_listeners();
         for (i, listener) in listeners.iter().enumerate() {
             w.section("listener", &i.to_string())
@@ -171,6 +182,9 @@ impl Supervisor {
         fail_exec_for_tests(&pending.target.resolved, &mut w);
         let err = crate::handover::exec::upgrade(&pending.target, &tools.self_exe, w);
         // Still here: the exec did not happen, and nothing was handed over.
+        manager.failed(&service_manager::summary(
+            self.programs.values().map(|h| &h.status),
+        ));
         drop(release_tx);
         refused(500, format!("upgrade failed: {err}"))
     }
