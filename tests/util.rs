@@ -1146,30 +1146,16 @@ impl Supergo {
 }
 
 /// The state file supergo keeps for the control address `control` when no `state_dir` is
-/// configured (as `supergo::adopt::state_file` chooses it).
+/// configured: the library's own choice, so that the harness cleans up where supergo wrote.
 pub fn default_state_file(control: &str) -> PathBuf {
-    let euid = nix::unistd::geteuid().as_raw();
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        _ if euid == 0 => PathBuf::from("/run/supergo"),
-        Some(dir) if dir.is_absolute() => dir.join("supergo"),
-        _ => PathBuf::from(format!("/tmp/supergo-{euid}")),
-    };
+    let dir = supergo::adopt::state_file::state_dir(None);
     dir.join(state_file_name(control))
 }
 
-/// The name of the state file of the control address `control` (`127.0.0.1_22106.state`).
+/// The name of the state file of the control address `control` (`127.0.0.1_22106.state`),
+/// as supergo names it (its unit tests pin the names).
 pub fn state_file_name(control: &str) -> String {
-    let name: String = control
-        .chars()
-        .map(|c| {
-            if c == ':' || c == '/' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    format!("{name}.state")
+    supergo::adopt::state_file::file_name(control)
 }
 
 /// A process to kill when the test ends. The start time tells it from a later process that
