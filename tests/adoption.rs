@@ -36,7 +36,7 @@ stop_timeout = 5
 fn start_then_kill(sg: &Supergo) -> i32 {
     sg.spawn(&[]);
     sg.wait_ready();
-    let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let pid = sg.running_pid("web");
     kill_supergo(sg, &[pid]);
     assert!(pid_alive(pid), "web's pid {pid} outlives supergo");
     pid
@@ -81,7 +81,7 @@ fn sigkill_under_load_fails_no_request_and_the_child_is_adopted() {
     sg.write_config(WEB);
     sg.spawn(&[]);
     sg.wait_ready();
-    let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let pid = sg.running_pid("web");
     let load = Load::start(&sg.app_addr(), LoadOptions::default());
     load.wait_ok(30, TIMEOUT);
     kill_supergo(&sg, &[pid]);
@@ -115,11 +115,10 @@ fn restart_of_an_adopted_program_fails_no_request_and_the_adopted_process_ends()
     sg.write_config(WEB);
     let old = start_then_kill(&sg);
     start_again(&sg);
-    assert_eq!(pid_of(&sg.wait_state("web", "Running", TIMEOUT)), old);
+    assert_eq!(sg.running_pid("web"), old);
     let load = Load::start(&sg.app_addr(), LoadOptions::default());
     load.wait_ok(30, TIMEOUT);
-    let (http, body) = sg.api("POST", "/restart/web");
-    assert_eq!(http, 200, "{body}");
+    let body = sg.api_ok("POST", "/restart/web");
     assert_eq!(body["data"]["old_pid"], old, "{body}");
     let new = body["data"]["new_pid"].as_i64().expect("new_pid") as i32;
     sg.register(new);
@@ -345,7 +344,7 @@ fn a_second_supergo_on_the_same_address_is_refused_while_the_first_runs() {
     sg.write_config(WEB);
     sg.spawn(&[]);
     sg.wait_ready();
-    let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let pid = sg.running_pid("web");
     poll_until(TIMEOUT, "the state file", || {
         state_file(&sg).exists().then_some(())
     });
@@ -373,12 +372,12 @@ fn a_program_removed_from_the_config_meanwhile_is_stopped() {
     sg.write_config(&both);
     sg.spawn(&[]);
     sg.wait_ready();
-    let web = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let old = pid_of(&sg.wait_state("old", "Running", TIMEOUT));
+    let web = sg.running_pid("web");
+    let old = sg.running_pid("old");
     kill_supergo(&sg, &[web, old]);
     sg.write_config(WEB);
     start_again(&sg);
-    assert_eq!(pid_of(&sg.wait_state("web", "Running", TIMEOUT)), web);
+    assert_eq!(sg.running_pid("web"), web);
     wait_pid_gone(old, TIMEOUT);
     sg.wait_log("old: no longer in the config: stopping", TIMEOUT);
     poll_until(TIMEOUT, "old to leave the status", || {
@@ -395,11 +394,11 @@ fn sigterm_to_the_adopting_supergo_leaves_no_process_running() {
     sg.write_config(&config);
     sg.spawn(&[]);
     sg.wait_ready();
-    let web = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let logger = pid_of(&sg.wait_state("logger", "Running", TIMEOUT));
+    let web = sg.running_pid("web");
+    let logger = sg.running_pid("logger");
     kill_supergo(&sg, &[web, logger]);
     start_again(&sg);
-    assert_eq!(pid_of(&sg.wait_state("web", "Running", TIMEOUT)), web);
+    assert_eq!(sg.running_pid("web"), web);
     let replaced = poll_until(TIMEOUT, "logger's replacement", || {
         let status = sg.status("logger");
         (status["state"] == "Running" && pid_of(&status) != logger).then(|| pid_of(&status))

@@ -567,8 +567,7 @@ start_secs = 0.2
     supergo.sg.write_config(&format!(
         "{first}\n[program.added]\ncommand = \"{{probe}} sleep\"\nstart_secs = 0.2\n"
     ));
-    let (http, body) = supergo.sg.api("POST", "/update");
-    assert_eq!(http, 200, "{body}");
+    supergo.sg.api_ok("POST", "/update");
     let reloading = manager.wait_for("RELOADING=1", ready + 1, TIMEOUT);
     let usec =
         field(&manager.seen[reloading], "MONOTONIC_USEC").and_then(|v| v.parse::<u64>().ok());
