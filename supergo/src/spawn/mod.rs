@@ -51,7 +51,7 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 pub use clone::{clone_child, Cloned};
 pub use error::SpawnError;
 pub use prepare::{prepare, Prepared, SpawnRequest};
-pub use signal::{forget_child, register_child, signal_child};
+pub use signal::{forget_child, pidfd_send_signal, register_child, signal_child};
 
 /// Marks every fd supergo inherited (above stderr) close-on-exec. supergo opens its own fds
 /// with O_CLOEXEC, but fds its launcher leaked (a CI runner, a shell script) would otherwise
