@@ -36,7 +36,7 @@ stop_timeout = 5
 fn start_then_kill(sg: &Supergo) -> i32 {
     sg.spawn(&[]);
     sg.wait_ready();
-    let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let pid = sg.running_pid("web");
     kill_supergo(sg, &[pid]);
     assert!(pid_alive(pid), "web's pid {pid} outlives supergo");
     pid
@@ -65,6 +65,28 @@ fn state_file(sg: &Supergo) -> std::path::PathBuf {
     sg.path("state").join(state_file_name(&sg.control))
 }
 
+/// A state file of `text`, as a supergo that is gone left it (in a directory only its user
+/// may write, which supergo insists on).
+fn write_state_file(sg: &Supergo, text: &str) {
+    let dir = sg.path("state");
+    std::fs::create_dir_all(&dir).expect("create the state dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod 700");
+    std::fs::write(state_file(sg), text).expect("write the state file");
+}
+
+/// Waits until `name` runs a process other than `old` (which the new supergo replaced); its
+/// status.
+fn wait_replaced(sg: &Supergo, name: &str, old: i32) -> Value {
+    poll_until(
+        TIMEOUT,
+        &format!("{name} to run a process other than pid {old}"),
+        || {
+            let status = sg.status(name);
+            (status["state"] == "Running" && pid_of(&status) != old).then_some(status)
+        },
+    )
+}
+
 /// `respawn`, then waits until the control API answers.
 fn start_again(sg: &Supergo) {
     sg.respawn();
@@ -77,11 +99,8 @@ fn adopted_note(status: &Value) -> Option<&str> {
 
 #[test]
 fn sigkill_under_load_fails_no_request_and_the_child_is_adopted() {
-    let sg = Supergo::new("adopt_sigkill_under_load");
-    sg.write_config(WEB);
-    sg.spawn(&[]);
-    sg.wait_ready();
-    let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let sg = Supergo::start("adopt_sigkill_under_load", WEB);
+    let pid = sg.running_pid("web");
     let load = Load::start(&sg.app_addr(), LoadOptions::default());
     load.wait_ok(30, TIMEOUT);
     kill_supergo(&sg, &[pid]);
@@ -115,11 +134,10 @@ fn restart_of_an_adopted_program_fails_no_request_and_the_adopted_process_ends()
     sg.write_config(WEB);
     let old = start_then_kill(&sg);
     start_again(&sg);
-    assert_eq!(pid_of(&sg.wait_state("web", "Running", TIMEOUT)), old);
+    assert_eq!(sg.running_pid("web"), old);
     let load = Load::start(&sg.app_addr(), LoadOptions::default());
     load.wait_ok(30, TIMEOUT);
-    let (http, body) = sg.api("POST", "/restart/web");
-    assert_eq!(http, 200, "{body}");
+    let body = sg.api_ok("POST", "/restart/web");
     assert_eq!(body["data"]["old_pid"], old, "{body}");
     let new = body["data"]["new_pid"].as_i64().expect("new_pid") as i32;
     sg.register(new);
@@ -198,14 +216,7 @@ stdout_file = "{dir}/web.out"
     );
     load.wait_ok(30, TIMEOUT);
     start_again(&sg);
-    let status = poll_until(
-        TIMEOUT,
-        "a new generation to replace the adopted one",
-        || {
-            let status = sg.status("web");
-            (status["state"] == "Running" && pid_of(&status) != old).then_some(status)
-        },
-    );
+    let status = wait_replaced(&sg, "web", old);
     let new = pid_of(&status);
     assert_eq!(status["generation"], 2, "{status}");
     wait_pid_gone(old, TIMEOUT);
@@ -279,10 +290,7 @@ start_secs = 0.2
     );
     text.push_str(&fake_process("web", reused.pid(), ticks(reused.pid()) + 1));
     text.push_str(&fake_process("api", foreign.pid(), ticks(foreign.pid())));
-    let dir = sg.path("state");
-    std::fs::create_dir_all(&dir).expect("create the state dir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod 700");
-    std::fs::write(state_file(&sg), text).expect("write the state file");
+    write_state_file(&sg, &text);
 
     sg.spawn(&[]);
     sg.wait_ready();
@@ -316,14 +324,7 @@ start_secs = 0.2
 fn a_corrupt_state_file_is_a_warning() {
     let sg = Supergo::new("adopt_corrupt_state");
     sg.write_config(WEB);
-    let dir = sg.path("state");
-    std::fs::create_dir_all(&dir).expect("create the state dir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod 700");
-    std::fs::write(
-        state_file(&sg),
-        "supergo-state 1.0\n[program web]\npid 12\n",
-    )
-    .expect("write the state file");
+    write_state_file(&sg, "supergo-state 1.0\n[program web]\npid 12\n");
     sg.spawn(&[]);
     sg.wait_ready();
     sg.wait_state("web", "Running", TIMEOUT);
@@ -341,11 +342,8 @@ fn a_corrupt_state_file_is_a_warning() {
 
 #[test]
 fn a_second_supergo_on_the_same_address_is_refused_while_the_first_runs() {
-    let sg = Supergo::new("adopt_refuse_second");
-    sg.write_config(WEB);
-    sg.spawn(&[]);
-    sg.wait_ready();
-    let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let sg = Supergo::start("adopt_refuse_second", WEB);
+    let pid = sg.running_pid("web");
     poll_until(TIMEOUT, "the state file", || {
         state_file(&sg).exists().then_some(())
     });
@@ -373,12 +371,12 @@ fn a_program_removed_from_the_config_meanwhile_is_stopped() {
     sg.write_config(&both);
     sg.spawn(&[]);
     sg.wait_ready();
-    let web = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let old = pid_of(&sg.wait_state("old", "Running", TIMEOUT));
+    let web = sg.running_pid("web");
+    let old = sg.running_pid("old");
     kill_supergo(&sg, &[web, old]);
     sg.write_config(WEB);
     start_again(&sg);
-    assert_eq!(pid_of(&sg.wait_state("web", "Running", TIMEOUT)), web);
+    assert_eq!(sg.running_pid("web"), web);
     wait_pid_gone(old, TIMEOUT);
     sg.wait_log("old: no longer in the config: stopping", TIMEOUT);
     poll_until(TIMEOUT, "old to leave the status", || {
@@ -395,15 +393,12 @@ fn sigterm_to_the_adopting_supergo_leaves_no_process_running() {
     sg.write_config(&config);
     sg.spawn(&[]);
     sg.wait_ready();
-    let web = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let logger = pid_of(&sg.wait_state("logger", "Running", TIMEOUT));
+    let web = sg.running_pid("web");
+    let logger = sg.running_pid("logger");
     kill_supergo(&sg, &[web, logger]);
     start_again(&sg);
-    assert_eq!(pid_of(&sg.wait_state("web", "Running", TIMEOUT)), web);
-    let replaced = poll_until(TIMEOUT, "logger's replacement", || {
-        let status = sg.status("logger");
-        (status["state"] == "Running" && pid_of(&status) != logger).then(|| pid_of(&status))
-    });
+    assert_eq!(sg.running_pid("web"), web);
+    let replaced = pid_of(&wait_replaced(&sg, "logger", logger));
     sg.signal(Signal::SIGTERM);
     let exit = sg.wait_exit(TIMEOUT);
     assert!(
@@ -456,10 +451,7 @@ environment = { PROBE_NONDUMPABLE = "1" }
     };
     sg.respawn_via(wrapper);
     sg.wait_ready();
-    let status = poll_until(TIMEOUT, "web to run a new process", || {
-        let status = sg.status("web");
-        (status["state"] == "Running" && pid_of(&status) != old).then_some(status)
-    });
+    let status = wait_replaced(&sg, "web", old);
     assert_eq!(adopted_note(&status), None, "{status}");
     assert!(
         !pid_alive(old),

@@ -17,29 +17,27 @@
 //! The exit statuses of an `essential` program are tested in `exit_status`; the helpers that
 //! leave their program's process group, in `escaped_helpers`.
 //!
-//! supergo is launched here rather than by `Supergo::spawn`, which cannot add `NOTIFY_SOCKET`
-//! nor wrap it in `unshare`; the harness's `Supergo` still owns the directory, the ports and
-//! the cleanup of every process registered with it. Inside a namespace, the pids supergo
+//! supergo is launched here (`Supergo::daemon_command`) rather than by `Supergo::spawn`,
+//! which cannot wrap it in `unshare --fork` (whose child supergo is); the harness's `Supergo`
+//! still owns the directory, the ports and the cleanup of every process registered with it. Inside a namespace, the pids supergo
 //! reports are the namespace's: these tests never pass them to the harness (`programs()`,
 //! `wait_state()` would register them as host pids), and read `/status` themselves.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode;
-use nix::unistd::{mkfifo, write, Pid};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::util::{
-    clean_exec_state, descendants, fail, http_request, poll_until, proc_stat, supergo_bin,
+    descendants, fail, http_request, make_fifo, poll_until, proc_stat, release_fifo,
     try_poll_until, Supergo, TIMEOUT,
 };
 
@@ -102,46 +100,9 @@ impl Launched {
     /// Starts supergo on `sg`'s config (already written), as PID 1 of a new pid namespace
     /// when `as_pid_1`, with `env` added to its environment; waits until its API answers.
     fn start(sg: Supergo, as_pid_1: bool, env: &[(&str, &str)]) -> Launched {
-        let mut cmd = if as_pid_1 {
-            let mut cmd = Command::new("unshare");
-            cmd.args(["--pid", "--fork", "--mount-proc"])
-                .arg(supergo_bin());
-            cmd
-        } else {
-            Command::new(supergo_bin())
-        };
-        cmd.arg("--config")
-            .arg(&sg.config_path)
-            .arg("--listen")
-            .arg(&sg.control)
-            .current_dir(&sg.dir);
-        // What the harness removes (util's clean_env), so the runner's environment cannot
-        // change what supergo does.
-        for var in [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "SUPERGO_URL",
-            "SUPERGO_TOKEN",
-            "SUPERGO_PROGRAM",
-            "SUPERGO_GENERATION",
-        ] {
-            cmd.env_remove(var);
-        }
+        let unshare = ["unshare", "--pid", "--fork", "--mount-proc"].map(OsStr::new);
+        let mut cmd = sg.daemon_command(if as_pid_1 { &unshare } else { &[] });
         cmd.envs(env.iter().copied());
-        let create = |name: &str| {
-            let path = sg.path(name);
-            fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
-        };
-        cmd.stdin(Stdio::null())
-            .stdout(create("supergo.out"))
-            .stderr(create("supergo.err"))
-            .process_group(0);
-        // SAFETY: the closure makes raw syscalls only (see clean_exec_state).
-        unsafe {
-            cmd.pre_exec(clean_exec_state);
-        }
         let wrapper = cmd
             .spawn()
             .unwrap_or_else(|e| fail(format!("cannot start {cmd:?}: {e}")));
@@ -283,7 +244,7 @@ fn orphan_is_reaped(test: &str, as_pid_1: bool) -> Launched {
     sg.write_config(DAEMONIZER);
     sg.write_file("daemonize.sh", DAEMONIZE_SH);
     let release = sg.path("release");
-    mkfifo(&release, Mode::S_IRWXU).unwrap_or_else(|e| fail(format!("mkfifo: {e}")));
+    make_fifo(&release);
     let supergo = Launched::start(sg, as_pid_1, &[]);
     let orphan_file = supergo.sg.path("orphan.pid");
     let seen_pid: i32 = poll_until(TIMEOUT, "the program to write orphan.pid", || {
@@ -309,16 +270,7 @@ fn orphan_is_reaped(test: &str, as_pid_1: bool) -> Launched {
         },
     );
     // Let it go: it reads a line and exits, and only supergo can reap it.
-    let fifo = poll_until(TIMEOUT, "the helper to open the fifo", || {
-        open(
-            &release,
-            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()
-    });
-    write(&fifo, b"go\n").unwrap_or_else(|e| fail(format!("write to the fifo: {e}")));
-    drop(fifo);
+    release_fifo(&release, "the helper");
     let reaped = try_poll_until(TIMEOUT, || {
         proc_stat(orphan.pid)
             .is_none_or(|now| now.start_time != orphan.start_time)
@@ -458,6 +410,11 @@ impl ServiceManager {
         }
     }
 
+    /// supergo on `sg`'s config (not as PID 1), with this manager as its `NOTIFY_SOCKET`.
+    fn launch(&self, sg: Supergo) -> Launched {
+        Launched::start(sg, false, &[("NOTIFY_SOCKET", &self.target)])
+    }
+
     fn receive(&mut self) {
         let mut buf = [0u8; 4096];
         while let Ok(n) = self.socket.recv(&mut buf) {
@@ -514,7 +471,7 @@ start_secs = 0.2
 environment = { PROBE_REPORT = "{dir}/worker.json" }
 "#,
     );
-    let mut supergo = Launched::start(sg, false, &[("NOTIFY_SOCKET", &manager.target)]);
+    let mut supergo = manager.launch(sg);
     let report = supergo.sg.read_report("worker.json");
     assert!(
         report["env"].get("NOTIFY_SOCKET").is_none(),
@@ -564,7 +521,7 @@ command = "{probe} sleep"
 autostart = false
 "#,
     );
-    let supergo = Launched::start(sg, false, &[("NOTIFY_SOCKET", &manager.target)]);
+    let supergo = manager.launch(sg);
     let ready = manager.wait_for("READY=1", 0, TIMEOUT * 2);
     // Read at once: READY=1 said too early would find `web` still Starting.
     for (name, state) in [("db", "Running"), ("web", "Running"), ("broken", "Fatal")] {
@@ -603,15 +560,14 @@ command = "{probe} sleep"
 start_secs = 0.2
 "#;
     sg.write_config(first);
-    let supergo = Launched::start(sg, false, &[("NOTIFY_SOCKET", &manager.target)]);
+    let supergo = manager.launch(sg);
     let ready = manager.wait_for("READY=1", 0, TIMEOUT * 2);
 
     // An update through the API (what `supergoctl update`, the unit's ExecReload, sends).
     supergo.sg.write_config(&format!(
         "{first}\n[program.added]\ncommand = \"{{probe}} sleep\"\nstart_secs = 0.2\n"
     ));
-    let (http, body) = supergo.sg.api("POST", "/update");
-    assert_eq!(http, 200, "{body}");
+    supergo.sg.api_ok("POST", "/update");
     let reloading = manager.wait_for("RELOADING=1", ready + 1, TIMEOUT);
     let usec =
         field(&manager.seen[reloading], "MONOTONIC_USEC").and_then(|v| v.parse::<u64>().ok());

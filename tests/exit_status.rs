@@ -7,24 +7,13 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode;
-use nix::unistd::{mkfifo, write, Pid};
-use serde_json::Value;
+use nix::unistd::Pid;
 
-use crate::util::{fail, pid_alive, poll_until, Supergo, TIMEOUT};
+use crate::util::{fail, make_fifo, pid_alive, release_fifo, Supergo, TIMEOUT};
 
 /// Long enough for supergo to stop a few programs (each stops at once on SIGTERM).
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
-
-fn pid_of(status: &Value) -> i32 {
-    status["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .filter(|p| *p > 0)
-        .unwrap_or_else(|| fail(format!("no pid in {status}")))
-}
 
 /// The position of `needle` in `log`, or a failure that shows the test directory.
 fn position(log: &str, needle: &str) -> usize {
@@ -57,24 +46,15 @@ essential = true
 "#,
     );
     let go = sg.path("go");
-    mkfifo(&go, Mode::S_IRWXU).unwrap_or_else(|e| fail(format!("mkfifo: {e}")));
+    make_fifo(&go);
     sg.spawn(&[]);
     sg.wait_ready();
-    let db = pid_of(&sg.wait_state("db", "Running", TIMEOUT));
-    let web = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let db = sg.running_pid("db");
+    let web = sg.running_pid("web");
     sg.wait_state("main", "Running", TIMEOUT);
 
     // Let main end: it reads a line and exits 7.
-    let fifo = poll_until(TIMEOUT, "main to open the fifo", || {
-        open(
-            &go,
-            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()
-    });
-    write(&fifo, b"go\n").unwrap_or_else(|e| fail(format!("write to the fifo: {e}")));
-    drop(fifo);
+    release_fifo(&go, "main");
 
     let exit = sg.wait_exit(EXIT_WITHIN);
     assert_eq!(
@@ -106,8 +86,8 @@ essential = true
 
 #[test]
 fn essential_killed_by_a_signal_exits_128_plus_its_number() {
-    let sg = Supergo::new("essential_killed_by_a_signal");
-    sg.write_config(
+    let sg = Supergo::start(
+        "essential_killed_by_a_signal",
         r#"
 [program.main]
 command = "{probe} sleep"
@@ -120,10 +100,8 @@ command = "{probe} sleep"
 start_secs = 0.2
 "#,
     );
-    sg.spawn(&[]);
-    sg.wait_ready();
-    let main = pid_of(&sg.wait_state("main", "Running", TIMEOUT));
-    let side = pid_of(&sg.wait_state("side", "Running", TIMEOUT));
+    let main = sg.running_pid("main");
+    let side = sg.running_pid("side");
     kill(Pid::from_raw(main), Signal::SIGKILL).unwrap_or_else(|e| fail(format!("kill: {e}")));
     let exit = sg.wait_exit(EXIT_WITHIN);
     assert_eq!(exit.code(), Some(128 + 9), "{exit}: {}", sg.dump());

@@ -22,8 +22,8 @@ use nix::sys::socket::{
 use nix::unistd::{Pid, Uid};
 
 use crate::util::{
-    fail, http_get, pid_alive, pid_of, poll_until, probe_bin, proc_stat, try_poll_until,
-    wait_pid_gone, Supergo, TIMEOUT,
+    fail, http_get, notify_socket_of, pid_alive, pid_of, poll_until, probe_bin, proc_stat,
+    try_poll_until, wait_pid_gone, Supergo, TIMEOUT,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -40,17 +40,6 @@ const WAIT_FOR_GATE: &str = "while [ ! -e {dir}/gate ]; do sleep 0.01; done";
 fn open_gate(sg: &Supergo) {
     let gate = sg.path("gate");
     fs::write(&gate, b"").unwrap_or_else(|err| fail(format!("create {}: {err}", gate.display())));
-}
-
-/// The `NOTIFY_SOCKET` a process was started with, from /proc/PID/environ.
-fn notify_socket_of(pid: i32) -> String {
-    let environ = fs::read(format!("/proc/{pid}/environ"))
-        .unwrap_or_else(|err| fail(format!("read /proc/{pid}/environ: {err}")));
-    environ
-        .split(|b| *b == 0)
-        .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
-        .map(|value| String::from_utf8_lossy(value).into_owned())
-        .unwrap_or_else(|| fail(format!("pid {pid} has no NOTIFY_SOCKET in its environment")))
 }
 
 /// The address of a `NOTIFY_SOCKET` value (`@name`: abstract).
@@ -203,9 +192,8 @@ stop_timeout = 5
     );
 
     // And the program still restarts through the same socket.
-    let (http, body) = sg.api("POST", "/restart/web");
-    assert_eq!(http, 200, "POST /restart/web: {body}");
-    let second = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    sg.api_ok("POST", "/restart/web");
+    let second = sg.running_pid("web");
     assert_ne!(
         second, first,
         "the restart should have started a new process"
@@ -260,9 +248,8 @@ ready = "notify"
 ready_timeout = 30
 "#,
     );
-    let (http, body) = sg.api("POST", "/update");
-    assert_eq!(http, 200, "POST /update: {body}");
-    let late = pid_of(&sg.wait_state("late", "Running", TIMEOUT));
+    sg.api_ok("POST", "/update");
+    let late = sg.running_pid("late");
     let socket = notify_socket_of(late);
     assert!(
         squatted.iter().all(|(name, _)| *name != socket),
@@ -270,12 +257,10 @@ ready_timeout = 30
     );
 
     // A stop and a start make a new process on the same program: it gets ready too.
-    let (http, body) = sg.api("POST", "/stop/late");
-    assert_eq!(http, 200, "POST /stop/late: {body}");
+    sg.api_ok("POST", "/stop/late");
     sg.wait_state("late", "Stopped", TIMEOUT);
-    let (http, body) = sg.api("POST", "/start/late");
-    assert_eq!(http, 200, "POST /start/late: {body}");
-    let again = pid_of(&sg.wait_state("late", "Running", TIMEOUT));
+    sg.api_ok("POST", "/start/late");
+    let again = sg.running_pid("late");
     assert_ne!(again, late);
     drop(squatted);
 }
@@ -283,13 +268,11 @@ ready_timeout = 30
 // ---------------------------------------------------------------------------------------------
 // Item 9: READY=1 from a short-lived helper in the program's process group
 
-#[test]
-fn ready_from_a_helper_that_waits_for_the_barrier_counts_even_when_supergo_reads_it_late() {
-    // `sh -c 'systemd-notify --ready; exec server'`, with a helper that notifies under its
-    // own pid (systemd-notify as root would claim its parent's) and then waits, as
-    // systemd-notify does, until supergo has closed the fd of its BARRIER=1.
+/// supergo running `web`, a `ready = "notify"` program whose shell runs `script` once the
+/// gate opens (a helper that notifies, then the server it execs); web's pid, Starting.
+fn start_behind_a_helper(name: &str, script: &str) -> (Supergo, i32) {
     let sg = Supergo::start(
-        "notify_helper_barrier",
+        name,
         &format!(
             r#"
 [program.web]
@@ -300,13 +283,22 @@ ready_timeout = 60
 stop_timeout = 5
 stderr_file = "{{dir}}/web.err"
 "#,
-            shell(&format!(
-                "{WAIT_FOR_GATE}; {{probe}} notify barrier exit 0 2>>{{dir}}/helper.err; exec {{probe}} serve"
-            ))
+            shell(&format!("{WAIT_FOR_GATE}; {script}"))
         ),
     );
     let main = pid_of(&sg.wait_state("web", "Starting", TIMEOUT));
+    (sg, main)
+}
 
+#[test]
+fn ready_from_a_helper_that_waits_for_the_barrier_counts_even_when_supergo_reads_it_late() {
+    // `sh -c 'systemd-notify --ready; exec server'`, with a helper that notifies under its
+    // own pid (systemd-notify as root would claim its parent's) and then waits, as
+    // systemd-notify does, until supergo has closed the fd of its BARRIER=1.
+    let (sg, main) = start_behind_a_helper(
+        "notify_helper_barrier",
+        "{probe} notify barrier exit 0 2>>{dir}/helper.err; exec {probe} serve",
+    );
     let frozen = Frozen::new(&sg);
     open_gate(&sg);
     let helper = probe_pid_saying(&sg, "helper.err", "sent BARRIER=1, waiting");
@@ -342,25 +334,10 @@ stderr_file = "{{dir}}/web.err"
 fn ready_from_a_helper_that_exited_before_supergo_read_it_is_refused_with_advice() {
     // The same helper without the barrier: it is gone (reaped by the shell) before supergo
     // reads its READY=1, and nothing can tell its process group any more.
-    let sg = Supergo::start(
+    let (sg, main) = start_behind_a_helper(
         "notify_helper_gone",
-        &format!(
-            r#"
-[program.web]
-{}
-listen_addrs = ["127.0.0.1:{{port}}"]
-ready = "notify"
-ready_timeout = 60
-stop_timeout = 5
-stderr_file = "{{dir}}/web.err"
-"#,
-            shell(&format!(
-                "{WAIT_FOR_GATE}; {{probe}} notify exit 0 2>>{{dir}}/helper.err; exec {{probe}} serve 2>>{{dir}}/server.err"
-            ))
-        ),
+        "{probe} notify exit 0 2>>{dir}/helper.err; exec {probe} serve 2>>{dir}/server.err",
     );
-    let main = pid_of(&sg.wait_state("web", "Starting", TIMEOUT));
-
     let frozen = Frozen::new(&sg);
     open_gate(&sg);
     let helper = probe_pid_saying(&sg, "helper.err", "sent READY=1");

@@ -12,7 +12,6 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -20,17 +19,17 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::util::{
-    clean_exec_state, descendants, fail, pid_alive, pid_of, poll_until, proc_stat, supergo_bin,
-    wait_pid_gone, Supergo, TIMEOUT,
+    descendants, fail, pid_alive, pid_of, poll_until, proc_stat, supergo_bin, wait_pid_gone,
+    Supergo, TIMEOUT,
 };
 
 // ---------------------------------------------------------------------------------------------
 // A supergo with an extra environment, or under strace
 
-/// supergo started by this module rather than by `Supergo::spawn`, which has no way to add
-/// an environment variable (the test hook) or a wrapper (strace). `sg` still gives the
-/// directory, config and API; dropping this kills the daemon, and registers everything it
-/// started with `sg`, whose own drop then kills those.
+/// supergo started by this module rather than by `Supergo::spawn`, which cannot run it under
+/// a wrapper that stays its parent (strace) nor add the test hook's variable to such a run.
+/// `sg` still gives the directory, config and API; dropping this kills the daemon, and
+/// registers everything it started with `sg`, whose own drop then kills those.
 struct Daemon<'a> {
     sg: &'a Supergo,
     /// supergo itself, or strace with supergo as its child.
@@ -39,44 +38,13 @@ struct Daemon<'a> {
 }
 
 impl<'a> Daemon<'a> {
-    /// `WRAPPER… supergo --config … --listen …` in the test dir, with `env` added, output
-    /// to `supergo.out`/`supergo.err` (so `sg.log()` works), in a process group of its own.
+    /// `WRAPPER… supergo --config … --listen …` as the harness sets it up
+    /// (`Supergo::daemon_command`: output to `supergo.out`/`supergo.err`, so `sg.log()`
+    /// works; a process group of its own), with `env` added.
     fn start(sg: &'a Supergo, wrapper: &[&OsStr], env: &[(&str, &Path)]) -> Daemon<'a> {
-        let mut cmd = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(args).arg(supergo_bin());
-                cmd
-            }
-            None => Command::new(supergo_bin()),
-        };
-        cmd.arg("--config")
-            .arg(&sg.config_path)
-            .arg("--listen")
-            .arg(&sg.control)
-            .current_dir(&sg.dir);
+        let mut cmd = sg.daemon_command(wrapper);
         for (key, value) in env {
             cmd.env(key, value);
-        }
-        for inherited in [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-        ] {
-            cmd.env_remove(inherited);
-        }
-        let create = |name: &str| {
-            let path = sg.path(name);
-            fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
-        };
-        cmd.stdin(Stdio::null())
-            .stdout(create("supergo.out"))
-            .stderr(create("supergo.err"))
-            .process_group(0);
-        // SAFETY: the closure makes raw syscalls only (see `clean_exec_state`).
-        unsafe {
-            cmd.pre_exec(clean_exec_state);
         }
         let root = cmd
             .spawn()
@@ -227,10 +195,6 @@ fn read_trace(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| fail(format!("read {}: {e}", path.display())))
 }
 
-fn running_pid(sg: &Supergo, name: &str) -> i32 {
-    pid_of(&sg.wait_state(name, "Running", TIMEOUT))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Item 5: one hung exec freezes nothing else
 
@@ -265,7 +229,7 @@ fn start_with_a_hung_exec(sg: &Supergo) -> (Daemon<'_>, i32, i32) {
         &[],
         &[("SUPERGO_TEST_HANG_BEFORE_CHDIR", hook_dir.as_path())],
     );
-    let crasher = running_pid(sg, "crasher");
+    let crasher = sg.running_pid("crasher");
     let hung = poll_until(TIMEOUT, "a child of supergo hung before its exec", || {
         hung_child(&daemon)
     });
@@ -303,8 +267,7 @@ fn assert_status_answers(sg: &Supergo) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let (http, body) = sg.api("GET", "/status");
-    assert_eq!(http, 200, "GET /status: {body}");
+    sg.api_ok("GET", "/status");
 }
 
 #[test]
@@ -342,7 +305,7 @@ fn a_hung_exec_does_not_stop_other_programs_from_restarting_or_starting() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    running_pid(&sg, "later");
+    sg.running_pid("later");
     assert_status_answers(&sg);
     assert_still_hung(&daemon, hung);
     assert!(pid_alive(pid_of(&restarted)));
@@ -375,7 +338,7 @@ user = "{}"
     let syscalls = "trace=clone,clone3,vfork,execve,setgroups,setresgid,setresuid,setgid,\
                     setuid,setregid,setreuid,tgkill,tkill,rt_tgsigqueueinfo";
     let mut daemon = Daemon::start(&sg, &strace_args(&trace, syscalls), &[]);
-    let child = running_pid(&sg, "web");
+    let child = sg.running_pid("web");
     daemon.stop();
     let text = read_trace(&trace);
     let mine: Vec<&str> = text
@@ -438,13 +401,22 @@ fn stop_under_strace(
         &strace_args(&trace, "trace=pidfd_send_signal,kill,tgkill,tkill"),
         &[],
     );
-    let leader = running_pid(&sg, "web");
+    let leader = sg.running_pid("web");
     let others = check_before(&sg, leader);
-    let (http, body) = sg.api("POST", "/stop/web");
-    assert_eq!(http, 200, "stop web: {body}");
+    sg.api_ok("POST", "/stop/web");
     check_after(&sg, leader, &others);
     daemon.stop();
     Some((read_trace(&trace), leader))
+}
+
+/// The grandchild that `probe spawn-grandchild` reported in `web.json`: what else runs.
+fn reported_grandchild(sg: &Supergo, _leader: i32) -> Vec<i32> {
+    let report = sg.read_report("web.json");
+    let grandchild = report["grandchild"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or_else(|| fail(format!("no grandchild in {report}")));
+    vec![grandchild]
 }
 
 /// The signal calls of the trace that name `signal` (`SIGTERM`, `SIGKILL`).
@@ -482,14 +454,7 @@ environment = { PROBE_REPORT = "{dir}/web.json" }
     let Some((trace, leader)) = stop_under_strace(
         "pidfd_stop_group",
         config,
-        |sg, _| {
-            let report = sg.read_report("web.json");
-            let grandchild = report["grandchild"]
-                .as_i64()
-                .and_then(|p| i32::try_from(p).ok())
-                .unwrap_or_else(|| fail(format!("no grandchild in {report}")));
-            vec![grandchild]
-        },
+        reported_grandchild,
         |_, leader, others| {
             wait_pid_gone(leader, TIMEOUT);
             wait_pid_gone(others[0], TIMEOUT);
@@ -553,14 +518,7 @@ environment = { PROBE_REPORT = "{dir}/web.json" }
     let Some((trace, leader)) = stop_under_strace(
         "pidfd_stop_alone",
         config,
-        |sg, _| {
-            let report = sg.read_report("web.json");
-            let grandchild = report["grandchild"]
-                .as_i64()
-                .and_then(|p| i32::try_from(p).ok())
-                .unwrap_or_else(|| fail(format!("no grandchild in {report}")));
-            vec![grandchild]
-        },
+        reported_grandchild,
         |sg, leader, others| {
             sg.wait_state("web", "Stopped", TIMEOUT);
             wait_pid_gone(leader, TIMEOUT);
@@ -593,7 +551,7 @@ start_secs = 0.1
 "#,
     );
     let supergo = sg.pid();
-    running_pid(&sg, "web");
+    sg.running_pid("web");
     let baseline = non_socket_fds_of(supergo);
     assert_eq!(
         pidfds_of(supergo),
@@ -602,8 +560,7 @@ start_secs = 0.1
         fd_targets(supergo)
     );
     for _ in 0..25 {
-        let (http, body) = sg.api("POST", "/restart/web");
-        assert_eq!(http, 200, "restart: {body}");
+        sg.api_ok("POST", "/restart/web");
     }
     let status = poll_until(TIMEOUT, "the last drain to end", || {
         let status = sg.status("web");

@@ -14,8 +14,8 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::util::{
-    http_get, http_request, pid_alive, pid_of, poll_until, supergo_bin, wait_pid_gone, Load,
-    LoadOptions, Supergo, TIMEOUT,
+    http_get, http_request, notify_socket_of, pid_alive, pid_of, poll_until, supergo_bin,
+    wait_pid_gone, Load, LoadOptions, Supergo, TIMEOUT,
 };
 
 const WEB: &str = r#"
@@ -35,15 +35,6 @@ ready = "notify"
 ready_timeout = 20
 stop_timeout = 5
 "#;
-
-/// The `NOTIFY_SOCKET` a process was started with.
-fn notify_socket_of(pid: i32) -> String {
-    let environ = fs::read(format!("/proc/{pid}/environ")).expect("its environment");
-    (environ.split(|b| *b == 0))
-        .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
-        .map(|value| String::from_utf8_lossy(value).into_owned())
-        .unwrap_or_else(|| panic!("pid {pid} has no NOTIFY_SOCKET"))
-}
 
 /// `POST /upgrade` (optionally `?binary=`); the HTTP status and the envelope.
 fn upgrade(sg: &Supergo, binary: Option<&Path>) -> (u16, Value) {
@@ -81,13 +72,16 @@ fn open_fds(pid: i32) -> usize {
 /// The metric `name`'s value in `GET /metrics`.
 fn metric(sg: &Supergo, name: &str) -> f64 {
     let response = sg.request("GET", "/metrics").expect("GET /metrics");
-    let line = (response.body.lines())
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", response.body));
-    line.rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("a number")
+    metric_in(&response.body, name)
+        .unwrap_or_else(|| panic!("no {name} (a number) in /metrics:\n{}", response.body))
+}
+
+/// The value of the metric `name` in the text of `GET /metrics`.
+fn metric_in(metrics: &str, name: &str) -> Option<f64> {
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))?;
+    line.rsplit(' ').next()?.parse().ok()
 }
 
 /// A copy of supergo's binary in the test dir: "the new version".
@@ -95,6 +89,22 @@ fn copy_of_supergo(sg: &Supergo, name: &str) -> PathBuf {
     let path = sg.path(name);
     fs::copy(supergo_bin(), &path).expect("copy the supergo binary");
     path
+}
+
+/// supergo running `WEB` with the test hook `hook` (`SUPERGO_TEST_FAIL_…`) set to a copy of
+/// its binary, so that an upgrade to that copy fails where the hook says; the copy.
+fn start_with_failing_copy(name: &str, hook: &str) -> (Supergo, PathBuf) {
+    let sg = Supergo::new(name);
+    sg.write_config(WEB);
+    let new = copy_of_supergo(&sg, "supergo-new");
+    sg.spawn_with_env(&[], &[(hook, &new.display().to_string())]);
+    sg.wait_ready();
+    (sg, new)
+}
+
+/// The binary supergo runs now (after an exec, the one it exec'd).
+fn exe_of(sg: &Supergo) -> PathBuf {
+    fs::read_link(format!("/proc/{}/exe", sg.pid())).expect("exe")
 }
 
 #[test]
@@ -155,7 +165,7 @@ fn an_upgrade_while_an_old_generation_drains_hands_the_drain_over() {
         "upgrade_drain",
         &format!("{WEB}stderr_file = \"/dev/stderr\"\n"),
     );
-    let old = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let old = sg.running_pid("web");
     let addr = sg.app_addr();
     let slow = thread::spawn(move || http_get(&addr, "/sleep?ms=3000"));
     poll_until(TIMEOUT, "the slow request to reach the child", || {
@@ -163,8 +173,7 @@ fn an_upgrade_while_an_old_generation_drains_hands_the_drain_over() {
             .ok()
             .filter(|log| log.contains("sleeping 3000 ms"))
     });
-    let (http, body) = sg.api("POST", "/restart/web");
-    assert_eq!(http, 200, "{body}");
+    sg.api_ok("POST", "/restart/web");
     let draining = sg.status("web")["draining"].clone();
     assert_eq!(
         draining[0]["pid"], old,
@@ -278,20 +287,13 @@ fn upgrades_to_bin_false_or_a_binary_failing_the_preflight_change_nothing() {
     assert_eq!(after, before, "nothing changed");
     assert_eq!(metric(&sg, "supergo_upgrades_total"), 0.0);
     assert_eq!(metric(&sg, "supergo_upgrade_failures_total"), 3.0);
-    let exe = fs::read_link(format!("/proc/{}/exe", sg.pid())).expect("exe");
+    let exe = exe_of(&sg);
     assert_eq!(exe, supergo_bin().canonicalize().expect("the binary"));
 }
 
 #[test]
 fn a_new_image_that_cannot_restore_falls_back_to_the_old_binary() {
-    let sg = Supergo::new("upgrade_fallback");
-    sg.write_config(WEB);
-    let new = copy_of_supergo(&sg, "supergo-new");
-    sg.spawn_with_env(
-        &[],
-        &[("SUPERGO_TEST_FAIL_RESTORE", &new.display().to_string())],
-    );
-    sg.wait_ready();
+    let (sg, new) = start_with_failing_copy("upgrade_fallback", "SUPERGO_TEST_FAIL_RESTORE");
     let before = sg.wait_state("web", "Running", TIMEOUT);
     let child = pid_of(&before);
     let output = sg.ctl(&["upgrade", "--binary", &new.display().to_string()]);
@@ -303,7 +305,7 @@ fn a_new_image_that_cannot_restore_falls_back_to_the_old_binary() {
             && said.contains("went back to its own binary"),
         "{said}"
     );
-    let exe = fs::read_link(format!("/proc/{}/exe", sg.pid())).expect("exe");
+    let exe = exe_of(&sg);
     assert_eq!(
         exe,
         supergo_bin().canonicalize().expect("the old binary"),
@@ -322,15 +324,8 @@ fn a_new_image_that_cannot_restore_falls_back_to_the_old_binary() {
 
 #[test]
 fn an_exec_that_fails_leaves_everything_as_it_was() {
-    let sg = Supergo::new("upgrade_exec_fails");
-    sg.write_config(WEB);
-    let new = copy_of_supergo(&sg, "supergo-new");
-    sg.spawn_with_env(
-        &[],
-        &[("SUPERGO_TEST_FAIL_EXEC", &new.display().to_string())],
-    );
-    sg.wait_ready();
-    let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let (sg, new) = start_with_failing_copy("upgrade_exec_fails", "SUPERGO_TEST_FAIL_EXEC");
+    let child = sg.running_pid("web");
     let (http, body) = upgrade(&sg, Some(&new));
     assert_eq!(http, 500, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
@@ -340,13 +335,12 @@ fn an_exec_that_fails_leaves_everything_as_it_was() {
             && message.contains("carries on as before"),
         "{message}"
     );
-    let exe = fs::read_link(format!("/proc/{}/exe", sg.pid())).expect("exe");
+    let exe = exe_of(&sg);
     assert_eq!(exe, supergo_bin().canonicalize().expect("the binary"));
     assert_eq!(pid_of(&sg.status("web")), child);
     // Everything was released: restarts (spawn, readiness, reaping the old one) work, and
     // so does the next upgrade.
-    let (http, body) = sg.api("POST", "/restart/web");
-    assert_eq!(http, 200, "{body}");
+    sg.api_ok("POST", "/restart/web");
     wait_pid_gone(child, TIMEOUT);
     upgraded(&sg);
     assert_eq!(metric(&sg, "supergo_upgrade_failures_total"), 1.0);
@@ -356,7 +350,7 @@ fn an_exec_that_fails_leaves_everything_as_it_was() {
 #[test]
 fn sigusr2_upgrades_in_place() {
     let sg = Supergo::start("upgrade_sigusr2", WEB);
-    let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let child = sg.running_pid("web");
     sg.signal(Signal::SIGUSR2);
     sg.wait_log("upgrade: ", TIMEOUT);
     poll_until(TIMEOUT, "the upgrade to be counted", || {
@@ -369,8 +363,8 @@ fn sigusr2_upgrades_in_place() {
 #[test]
 fn restart_stop_and_update_work_after_an_upgrade() {
     let sg = Supergo::start("upgrade_then_act", &format!("{WEB}{NOTIFY}"));
-    let first = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let socket = notify_socket_of(pid_of(&sg.wait_state("ready", "Running", TIMEOUT)));
+    let first = sg.running_pid("web");
+    let socket = notify_socket_of(sg.running_pid("ready"));
     // Changed on disk before the upgrade: the running config travels, so `reread` still
     // shows the change afterwards and `update` applies it.
     sg.write_config(&format!(
@@ -378,36 +372,30 @@ fn restart_stop_and_update_work_after_an_upgrade() {
     ));
     upgraded(&sg);
     // The notify socket was handed over: a new process's READY=1 reaches the new image.
-    let (http, body) = sg.api("POST", "/restart/ready");
-    assert_eq!(http, 200, "{body}");
+    let body = sg.api_ok("POST", "/restart/ready");
     let renotified = body["data"]["new_pid"].as_i64().expect("a new pid") as i32;
     assert_eq!(
         notify_socket_of(renotified),
         socket,
         "the same NOTIFY_SOCKET"
     );
-    let (http, body) = sg.api("GET", "/reread");
-    assert_eq!(http, 200, "{body}");
+    let body = sg.api_ok("GET", "/reread");
     assert_eq!(
         body["data"]["updates"],
         serde_json::json!(["web"]),
         "{body}"
     );
-    let (http, body) = sg.api("POST", "/restart/web");
-    assert_eq!(http, 200, "{body}");
+    let body = sg.api_ok("POST", "/restart/web");
     let second = body["data"]["new_pid"].as_i64().expect("a new pid") as i32;
     assert_ne!(second, first);
     wait_pid_gone(first, TIMEOUT);
-    let (http, body) = sg.api("POST", "/update");
-    assert_eq!(http, 200, "{body}");
-    let third = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    sg.api_ok("POST", "/update");
+    let third = sg.running_pid("web");
     assert_ne!(third, second, "update replaced the process");
     assert_eq!(sg.status("web")["generation"], 3);
-    let (http, body) = sg.api("POST", "/stop/web");
-    assert_eq!(http, 200, "{body}");
+    sg.api_ok("POST", "/stop/web");
     wait_pid_gone(third, TIMEOUT);
-    let (http, body) = sg.api("POST", "/start/web");
-    assert_eq!(http, 200, "{body}");
+    sg.api_ok("POST", "/start/web");
     assert_eq!(http_get(&sg.app_addr(), "/").expect("serves").0, 200);
 }
 
@@ -458,7 +446,7 @@ stderr_file = "/dev/stdout"
 #[test]
 fn a_sigterm_right_after_sigusr2_stops_supergo_and_every_program() {
     let sg = Supergo::start("upgrade_then_sigterm", WEB);
-    let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let child = sg.running_pid("web");
     // Whichever image takes it (the old one before it parks its signals, or the new one, to
     // which it is pending across the exec), the SIGTERM is honoured.
     sg.signal(Signal::SIGUSR2);
@@ -482,9 +470,8 @@ listen_addrs = ["127.0.0.1:{port}"]
 start_secs = 2
 "#,
     );
-    let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let (http, body) = sg.api("POST", "/restart/web?wait=false");
-    assert_eq!(http, 200, "{body}");
+    let child = sg.running_pid("web");
+    sg.api_ok("POST", "/restart/web?wait=false");
     let (http, body) = upgrade(&sg, None);
     assert_eq!(http, 409, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
@@ -506,7 +493,7 @@ fn a_second_upgrade_while_one_is_checked_is_refused_and_the_core_keeps_answering
     sg.write_config(&format!("[supergo]\ntoken_file = \"{{dir}}/token\"\n{WEB}"));
     sg.spawn(&[]);
     sg.wait_ready();
-    let child = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
+    let child = sg.running_pid("web");
     // The token file becomes a FIFO: the new binary's pre-flight (which loads the config)
     // blocks on it until the test writes the token.
     fs::remove_file(&token).expect("remove the token file");
@@ -551,11 +538,6 @@ fn a_second_upgrade_while_one_is_checked_is_refused_and_the_core_keeps_answering
 impl Supergo {
     /// A metric, or `None` while supergo does not answer (between two images).
     fn try_request_metric(&self, name: &str) -> Option<f64> {
-        let response = self.request("GET", "/metrics").ok()?;
-        let line = response
-            .body
-            .lines()
-            .find(|l| l.starts_with(&format!("{name} ")))?;
-        line.rsplit(' ').next()?.parse().ok()
+        metric_in(&self.request("GET", "/metrics").ok()?.body, name)
     }
 }

@@ -1146,30 +1146,16 @@ impl Supergo {
 }
 
 /// The state file supergo keeps for the control address `control` when no `state_dir` is
-/// configured (as `supergo::adopt::state_file` chooses it).
+/// configured: the library's own choice, so that the harness cleans up where supergo wrote.
 pub fn default_state_file(control: &str) -> PathBuf {
-    let euid = nix::unistd::geteuid().as_raw();
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        _ if euid == 0 => PathBuf::from("/run/supergo"),
-        Some(dir) if dir.is_absolute() => dir.join("supergo"),
-        _ => PathBuf::from(format!("/tmp/supergo-{euid}")),
-    };
+    let dir = supergo::adopt::state_file::state_dir(None);
     dir.join(state_file_name(control))
 }
 
-/// The name of the state file of the control address `control` (`127.0.0.1_22106.state`).
+/// The name of the state file of the control address `control` (`127.0.0.1_22106.state`),
+/// as supergo names it (its unit tests pin the names).
 pub fn state_file_name(control: &str) -> String {
-    let name: String = control
-        .chars()
-        .map(|c| {
-            if c == ':' || c == '/' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    format!("{name}.state")
+    supergo::adopt::state_file::file_name(control)
 }
 
 /// A process to kill when the test ends. The start time tells it from a later process that
@@ -1550,4 +1536,96 @@ pub fn sockets_of(pid: i32) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps and readers several test modules repeat
+
+impl Supergo {
+    /// The pid of program `name` once it is Running: always > 0, so that a test can signal
+    /// it (a 0 would be the test's own process group to `kill`).
+    pub fn running_pid(&self, name: &str) -> i32 {
+        let status = self.wait_state(name, "Running", TIMEOUT);
+        let pid = pid_of(&status);
+        if pid <= 0 {
+            fail(format!("{name} is Running without a pid: {status}"));
+        }
+        pid
+    }
+
+    /// `METHOD PATH` on the control API, which must answer 200; the envelope.
+    pub fn api_ok(&self, method: &str, path: &str) -> Value {
+        let (http, body) = self.api(method, path);
+        if http != 200 {
+            fail(format!("{method} {path}: HTTP {http}: {body}"));
+        }
+        body
+    }
+
+    /// `WRAPPER… supergo --config … --listen …` set up as `spawn` sets it up (the test dir,
+    /// output to `supergo.out`/`supergo.err`, a process group of its own, a clean
+    /// inheritance and environment), for a test that must start supergo itself: under a
+    /// wrapper that does not exec it (strace, `unshare --fork`), or keeping its `Child`.
+    pub fn daemon_command(&self, wrapper: &[&std::ffi::OsStr]) -> Command {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(supergo_bin());
+                cmd
+            }
+            None => Command::new(supergo_bin()),
+        };
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .arg("--listen")
+            .arg(&self.control)
+            .current_dir(&self.dir);
+        clean_env(&mut cmd);
+        let create = |name: &str| {
+            let path = self.path(name);
+            File::create(&path).unwrap_or_else(|err| panic!("create {}: {err}", path.display()))
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(create("supergo.out"))
+            .stderr(create("supergo.err"))
+            .process_group(0);
+        // SAFETY: the closure makes raw syscalls only (see clean_exec_state).
+        unsafe {
+            cmd.pre_exec(clean_exec_state);
+        }
+        cmd
+    }
+}
+
+/// The `NOTIFY_SOCKET` a process was started with, from /proc/PID/environ.
+pub fn notify_socket_of(pid: i32) -> String {
+    let environ = fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|err| fail(format!("read /proc/{pid}/environ: {err}")));
+    environ
+        .split(|b| *b == 0)
+        .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .unwrap_or_else(|| fail(format!("pid {pid} has no NOTIFY_SOCKET in its environment")))
+}
+
+/// Makes the fifo `path`, on which a program can wait (`read line < FIFO`) until the test
+/// releases it (`release_fifo`).
+pub fn make_fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU)
+        .unwrap_or_else(|err| fail(format!("mkfifo {}: {err}", path.display())));
+}
+
+/// Writes a line to the fifo `path` once `reader` has it open, so that the reader goes on.
+pub fn release_fifo(path: &Path, reader: &str) {
+    use nix::fcntl::{open, OFlag};
+    let fifo = poll_until(TIMEOUT, &format!("{reader} to open the fifo"), || {
+        open(
+            path,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+    });
+    nix::unistd::write(&fifo, b"go\n")
+        .unwrap_or_else(|err| fail(format!("write to the fifo {}: {err}", path.display())));
 }

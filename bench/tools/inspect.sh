@@ -9,25 +9,13 @@
 # Usage: bench/tools/inspect.sh N OUTDIR [SUPERGO]
 set -eu
 n=$1; out=$2; supergo=${3:-target/release/supergo}
-ctl=target/release/supergoctl
-rm -rf "$out"; bench/tools/config.sh "$n" "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=127.0.0.1:$port
+. "$(dirname "$0")/common.sh"
 "$supergo" --config "$out/supergo.toml" --listen "$url" > "$out/supergo.log" 2>&1 &
 pid=$!
-running() { "$ctl" --url "$url" status 2>/dev/null | grep -c ' Running ' || true; }
-t=0
-until [ "$(running)" -ge "$n" ]; do
-  sleep 0.2; t=$((t + 1))
-  [ "$t" -lt 1500 ] || { echo "not all running after 300 s" >&2; kill -TERM "$pid"; exit 1; }
-done
-i=0; names=""
-while [ "$i" -lt "$n" ]; do names="$names $(printf 'p%04d' "$i")"; i=$((i + 10)); done
-echo $names | tr ' ' '\n' | xargs -P10 -n1 "$ctl" --url "$url" restart > "$out/restarts.txt"
-until [ "$(running)" -ge "$n" ]; do sleep 0.2; done
-i=0; while [ "$i" -lt "${READS:-20}" ]; do
-  python3 -c "import urllib.request; urllib.request.urlopen('http://$url/status').read()"; i=$((i + 1))
-done
+wait_running 0.2 1500 || { kill -TERM "$pid"; exit 1; }
+restart_tenth
+wait_running 0.2
+read_status "${READS:-20}"
 sleep 2
 echo "== supergo pid $pid, $n programs, $(grep -c restarted "$out/restarts.txt") restarted"
 grep -E 'VmRSS|RssAnon|RssFile|Threads' "/proc/$pid/status"

@@ -5,20 +5,13 @@
 # CPU time. Usage: bench/tools/perf-start.sh N OUTDIR [SUPERGO]
 set -eu
 n=$1; out=$2; supergo=${3:-target/prof/release/supergo}
-ctl=target/release/supergoctl
-rm -rf "$out"; bench/tools/config.sh "$n" "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=127.0.0.1:$port
+. "$(dirname "$0")/common.sh"
 t0=$(date +%s.%N)
 perf record -F 999 -g --call-graph dwarf,16384 -o "$out/perf.data" -- \
   "$supergo" --config "$out/supergo.toml" --listen "$url" > "$out/supergo.log" 2> "$out/perf.err" &
-running() { "$ctl" --url "$url" status 2>/dev/null | grep -c ' Running ' || true; }
-until [ "$(running)" -ge "$n" ]; do sleep 0.05; done
+wait_running 0.05
 t1=$(date +%s.%N)
-pid=""
-for p in $(pgrep -f -- "--listen $url"); do
-  [ "$(cat /proc/$p/comm)" = supergo ] && pid=$p
-done
+pid=$(supergo_pid)
 tck=$(getconf CLK_TCK)
 echo "all $n running after $(echo "$t1 - $t0" | bc) s (perf running)"
 awk -v tck="$tck" '{print "supergo CPU: utime " $14/tck " s, stime " $15/tck " s"}' "/proc/$pid/stat"

@@ -5,14 +5,10 @@
 # Usage: bench/tools/perf-status.sh N OUTDIR [SUPERGO]
 set -eu
 n=$1; out=$2; supergo=${3:-target/prof/release/supergo}; requests=${REQUESTS:-200}
-ctl=target/release/supergoctl
-rm -rf "$out"; bench/tools/config.sh "$n" "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=127.0.0.1:$port
+. "$(dirname "$0")/common.sh"
 "$supergo" --config "$out/supergo.toml" --listen "$url" > "$out/supergo.log" 2>&1 &
 pid=$!
-running() { "$ctl" --url "$url" status 2>/dev/null | grep -c ' Running ' || true; }
-until [ "$(running)" -ge "$n" ]; do sleep 0.2; done
+wait_running 0.2
 sleep 1
 perf record -F 4999 -g --call-graph dwarf,32768 -p "$pid" -o "$out/perf.data" 2> "$out/perf.err" &
 perfpid=$!

@@ -5,17 +5,11 @@
 # gaps between consecutive clones. Usage: bench/tools/spawn-timeline.sh N OUTDIR [SUPERGO]
 set -eu
 n=$1; out=$2; supergo=${3:-target/release/supergo}
-ctl=target/release/supergoctl
-rm -rf "$out"; bench/tools/config.sh "$n" "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=127.0.0.1:$port
+. "$(dirname "$0")/common.sh"
 perf record -e sched:sched_process_fork -e sched:sched_process_exec -o "$out/perf.data" -- \
   "$supergo" --config "$out/supergo.toml" --listen "$url" > "$out/supergo.log" 2> "$out/perf.err" &
-running() { "$ctl" --url "$url" status 2>/dev/null | grep -c ' Running ' || true; }
-until [ "$(running)" -ge "$n" ]; do sleep 0.1; done
-for p in $(pgrep -f -- "--listen $url"); do
-  [ "$(cat /proc/$p/comm)" = supergo ] && pid=$p
-done
+wait_running 0.1
+pid=$(supergo_pid)
 kill -TERM "$pid"; wait || true
 perf script -i "$out/perf.data" -F comm,tid,time,event,trace > "$out/events.txt" 2>/dev/null
 python3 - "$out/events.txt" <<'PY'

@@ -5,15 +5,11 @@
 # and when the first and last child started, from /proc. Usage: start-cpu.sh N OUTDIR [SUPERGO]
 set -eu
 n=$1; out=$2; supergo=${3:-target/release/supergo}
-ctl=target/release/supergoctl
-rm -rf "$out"; bench/tools/config.sh "$n" "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=127.0.0.1:$port
+. "$(dirname "$0")/common.sh"
 t0=$(date +%s.%N)
 "$supergo" --config "$out/supergo.toml" --listen "$url" > "$out/supergo.log" 2>&1 &
 pid=$!
-running() { "$ctl" --url "$url" status 2>/dev/null | grep -c ' Running ' || true; }
-until [ "$(running)" -ge "$n" ]; do sleep 0.1; done
+wait_running 0.1
 t1=$(date +%s.%N)
 tck=$(getconf CLK_TCK)
 base=$(awk '{print $22}' "/proc/$pid/stat")

@@ -35,7 +35,8 @@ use crate::{procfs, Ctx};
 /// Restarts without load, per system: enough for a median, few enough for supervisord.
 const IDLE_RESTARTS_SUPERGO: usize = 20;
 const IDLE_RESTARTS_PEER: usize = 3;
-const SLOW_MS: u64 = 800;
+/// How long a slow request (`/sleep?ms=`) takes; the upgrade scenario runs the same load.
+pub(super) const SLOW_MS: u64 = 800;
 
 pub fn run(ctx: &Ctx) -> Result<(Vec<Table>, Value), String> {
     let peers = systems(
@@ -166,7 +167,8 @@ impl Snapshot {
     }
 }
 
-fn load_config(ctx: &Ctx, addr: std::net::SocketAddr, restarts: usize) -> LoadConfig {
+/// The load every run of this scenario (and of `upgrade`) sends.
+pub(super) fn load_config(ctx: &Ctx, addr: std::net::SocketAddr, restarts: usize) -> LoadConfig {
     let o = &ctx.opts;
     LoadConfig {
         addr,
@@ -306,7 +308,7 @@ fn measure(
 }
 
 /// Sorted completion times of successful fast requests: what holes are computed from.
-fn successes(samples: &[Sample]) -> Vec<u64> {
+pub(super) fn successes(samples: &[Sample]) -> Vec<u64> {
     let mut ok: Vec<u64> = samples
         .iter()
         .filter(|s| s.ok() && s.kind != Kind::Slow)

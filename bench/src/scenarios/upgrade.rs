@@ -19,16 +19,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::restart::{load_config, successes, SLOW_MS};
 use super::wait_serving;
 use crate::cleanup::TempDir;
-use crate::load::{Kind, Load, LoadConfig, Sample};
+use crate::load::{Kind, Load, Sample};
 use crate::report::{Row, Table};
 use crate::setup::free_addr;
 use crate::stats::{holes_between, longest_hole, summarize, Hole};
 use crate::systems::{Program, Supergo, System};
 use crate::{procfs, Ctx};
-
-const SLOW_MS: u64 = 800;
 
 /// What one upgrade returned.
 struct Upgraded {
@@ -73,18 +72,7 @@ fn measure(ctx: &Ctx, sg: &mut Supergo, addr: SocketAddr) -> Result<Value, Strin
     let child = wait_serving(addr, Duration::from_secs(30))?;
     let pid = sg.pid();
     let inode = socket_inode(child as i32)?;
-    let cfg = LoadConfig {
-        addr,
-        close_clients: o.clients / 2,
-        keepalive_clients: o.clients - o.clients / 2,
-        slow_clients: o.slow,
-        slow_ms: SLOW_MS,
-        rate: o.rate,
-        timeout: Duration::from_secs(3),
-        max_duration: Duration::from_secs(120)
-            + Duration::from_millis((o.gap_ms + 5000) * n as u64)
-            + Duration::from_secs_f64(o.baseline_secs),
-    };
+    let cfg = load_config(ctx, addr, n);
 
     // The same load without upgrades: the machine's own longest hole.
     let load = Load::start(&cfg)?;
@@ -191,16 +179,6 @@ fn resources(pid: i32) -> (usize, u64, u64) {
     )
 }
 
-/// Sorted completion times of successful fast requests.
-fn successes(samples: &[Sample]) -> Vec<u64> {
-    let mut ok: Vec<u64> = (samples.iter())
-        .filter(|s| s.ok() && s.kind != Kind::Slow)
-        .map(|s| s.end_us)
-        .collect();
-    ok.sort_unstable();
-    ok
-}
-
 /// The inode of the child's listening socket (its fd 3).
 fn socket_inode(pid: i32) -> Result<String, String> {
     std::fs::read_link(format!("/proc/{pid}/fd/3"))
@@ -269,86 +247,63 @@ fn table(ctx: &Ctx, child: &str, r: &Value) -> Table {
     );
     let num = |key: &str| r[key].as_f64();
     let sum = |key: &str, p: &str| r[key][p].as_f64();
-    let text = |v: String| vec![v];
-    t.push(Row::text(
-        "upgrades ok / done",
-        text(format!(
-            "{} / {}",
-            r["upgrades"].as_u64().unwrap_or(0) - r["upgrades_failed"].as_u64().unwrap_or(0),
-            r["upgrades"]
-        )),
-    ));
-    t.push(Row::text("requests", text(r["requests"].to_string())));
-    t.push(Row::num("failed requests", "", vec![num("failed")]));
-    t.push(Row::text(
-        "slow requests failed / done",
-        text(format!("{} / {}", r["slow_failed"], r["slow_requests"])),
-    ));
-    t.push(Row::num(
-        "longest hole in service",
-        "ms",
-        vec![num("longest_hole_ms")],
-    ));
-    t.push(Row::num(
-        "hole per upgrade, p50",
-        "ms",
-        vec![sum("hole_per_upgrade_ms", "p50")],
-    ));
-    t.push(Row::num(
-        "hole per upgrade, max",
-        "ms",
-        vec![sum("hole_per_upgrade_ms", "max")],
-    ));
-    t.push(Row::num(
-        "longest hole without upgrades (baseline)",
-        "ms",
-        vec![num("baseline_longest_hole_ms")],
-    ));
-    t.push(Row::num(
-        "upgrade, request to answer, p50",
-        "ms",
-        vec![sum("upgrade_round_trip_ms", "p50")],
-    ));
-    t.push(Row::num(
-        "upgrade, request to answer, p99",
-        "ms",
-        vec![sum("upgrade_round_trip_ms", "p99")],
-    ));
-    t.push(Row::num(
-        "upgrade, as supergo counts it, p50",
-        "ms",
-        vec![sum("upgrade_server_ms", "p50")],
-    ));
-    t.push(Row::text(
-        "same daemon pid / child pid / listener",
-        text(format!(
-            "{} / {} / {}",
-            r["daemon_pid_kept"], r["child_pid_kept"], r["listener_inode_kept"]
-        )),
-    ));
-    t.push(Row::text(
-        "control API polls (every 10 ms) failed / done",
-        text(format!(
-            "{} / {}",
-            r["control_polls_failed"], r["control_polls"]
-        )),
-    ));
-    t.push(Row::num(
-        "longest control API poll",
-        "ms",
-        vec![num("control_longest_poll_ms")],
-    ));
-    t.push(Row::text(
-        "daemon fds / RSS KiB / threads, before → after",
-        text(format!(
-            "{} → {} / {} → {} / {} → {}",
-            r["fds"][0],
-            r["fds"][1],
-            r["rss_kib"][0],
-            r["rss_kib"][1],
-            r["threads"][0],
-            r["threads"][1]
-        )),
-    ));
+    let ms = |metric: &str, value: Option<f64>| Row::num(metric, "ms", vec![value]);
+    let text = |metric: &str, value: String| Row::text(metric, vec![value]);
+    let before_after = |key: &str| format!("{} → {}", r[key][0], r[key][1]);
+    let upgrades_ok =
+        r["upgrades"].as_u64().unwrap_or(0) - r["upgrades_failed"].as_u64().unwrap_or(0);
+    let rows = [
+        text(
+            "upgrades ok / done",
+            format!("{upgrades_ok} / {}", r["upgrades"]),
+        ),
+        text("requests", r["requests"].to_string()),
+        Row::num("failed requests", "", vec![num("failed")]),
+        text(
+            "slow requests failed / done",
+            format!("{} / {}", r["slow_failed"], r["slow_requests"]),
+        ),
+        ms("longest hole in service", num("longest_hole_ms")),
+        ms("hole per upgrade, p50", sum("hole_per_upgrade_ms", "p50")),
+        ms("hole per upgrade, max", sum("hole_per_upgrade_ms", "max")),
+        ms(
+            "longest hole without upgrades (baseline)",
+            num("baseline_longest_hole_ms"),
+        ),
+        ms(
+            "upgrade, request to answer, p50",
+            sum("upgrade_round_trip_ms", "p50"),
+        ),
+        ms(
+            "upgrade, request to answer, p99",
+            sum("upgrade_round_trip_ms", "p99"),
+        ),
+        ms(
+            "upgrade, as supergo counts it, p50",
+            sum("upgrade_server_ms", "p50"),
+        ),
+        text(
+            "same daemon pid / child pid / listener",
+            format!(
+                "{} / {} / {}",
+                r["daemon_pid_kept"], r["child_pid_kept"], r["listener_inode_kept"]
+            ),
+        ),
+        text(
+            "control API polls (every 10 ms) failed / done",
+            format!("{} / {}", r["control_polls_failed"], r["control_polls"]),
+        ),
+        ms("longest control API poll", num("control_longest_poll_ms")),
+        text(
+            "daemon fds / RSS KiB / threads, before → after",
+            format!(
+                "{} / {} / {}",
+                before_after("fds"),
+                before_after("rss_kib"),
+                before_after("threads")
+            ),
+        ),
+    ];
+    rows.into_iter().for_each(|row| t.push(row));
     t
 }

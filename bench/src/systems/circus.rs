@@ -236,17 +236,22 @@ impl System for Circus {
 mod tests {
     use super::*;
 
+    /// The config of one program, with endpoints and a wrapper path that the checks ignore.
+    fn text_of(program: Program) -> String {
+        config_text(
+            &[program],
+            "tcp://127.0.0.1:1",
+            "tcp://127.0.0.1:2",
+            Path::new("/b"),
+        )
+    }
+
     #[test]
     fn config_has_socket_and_wrapper() {
         let mut p = Program::new("web", Path::new("/bin/hello"));
         p.listen = Some(([127, 0, 0, 1], 4041).into());
         p.env = vec![("A".into(), "1".into())];
-        let t = config_text(
-            &[p],
-            "tcp://127.0.0.1:1",
-            "tcp://127.0.0.1:2",
-            Path::new("/b"),
-        );
+        let t = text_of(p);
         assert!(
             t.contains("[socket:web]\nhost = 127.0.0.1\nport = 4041\n"),
             "{t}"
@@ -265,12 +270,7 @@ mod tests {
         let mut p = Program::new("w", Path::new("/bin/sleep"));
         p.unix_listen = Some("/tmp/d/w.sock".into());
         p.stdout_file = Some("/tmp/d/w.out".into());
-        let t = config_text(
-            &[p],
-            "tcp://127.0.0.1:1",
-            "tcp://127.0.0.1:2",
-            Path::new("/b"),
-        );
+        let t = text_of(p);
         assert!(
             t.contains("[socket:w]\nfamily = AF_UNIX\npath = /tmp/d/w.sock\n"),
             "{t}"

@@ -5,7 +5,8 @@
 //! status is not available to supergo, only the fact that it ended.)
 //!
 //! nix 0.30 has none of these calls, so they go through `libc::syscall`: pidfd_open (Linux
-//! 5.3), pidfd_send_signal (5.1), pidfd_getfd (5.6). glibc has wrappers only since 2.36.
+//! 5.3), pidfd_getfd (5.6), and pidfd_send_signal (5.1) through `spawn`'s, which signals
+//! supergo's own children. glibc has wrappers only since 2.36.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -17,6 +18,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::procfs;
+use crate::spawn;
 
 /// A pidfd for `pid` (close-on-exec, as the kernel always makes it).
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
@@ -44,25 +46,8 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target: RawFd) -> io::Result<OwnedFd> 
 
 /// Sends `signal` to the process `pidfd` names (never to a newer process with its pid).
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal takes a pidfd, a signal number, a null siginfo (the kernel
-    // then fills in one as kill does) and flags (0).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(explain(
-            io::Error::last_os_error(),
-            "pidfd_send_signal",
-            "5.1",
-        ));
-    }
-    Ok(())
+    spawn::pidfd_send_signal(pidfd, signal, 0)
+        .map_err(|errno| explain(io::Error::from(errno), "pidfd_send_signal", "5.1"))
 }
 
 /// True once the process `pidfd` names has exited (its pidfd polls readable).

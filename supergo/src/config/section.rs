@@ -196,6 +196,38 @@ impl<'a> Section<'a> {
             .map_err(|_| self.item_error(key, node, format!("must be {SECONDS}, not {secs}")))
     }
 
+    /// A permission mode (`socket_mode`, `umask`): an octal string ("0660") or a TOML integer
+    /// written in octal (0o660). A decimal integer is refused: `660` is almost certainly meant
+    /// as octal, and taking it as 0o1224 would silently set the wrong bits.
+    pub fn mode(&self, key: &str) -> Result<Option<u32>, ConfigError> {
+        let Some(node) = self.node(key) else {
+            return Ok(None);
+        };
+        let hint = format!(
+            "write it in octal, as \"0660\" or 0o660, not {}",
+            describe(&node.value)
+        );
+        let value = match &node.value {
+            Value::String(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8).ok(),
+            Value::Integer(value) if *value == 0 || self.written_in_octal(node) => {
+                u32::try_from(*value).ok()
+            }
+            _ => None,
+        };
+        match value {
+            Some(mode) if mode <= 0o777 => Ok(Some(mode)),
+            Some(mode) => {
+                Err(self.item_error(key, node, format!("{mode:o} is not a mode (at most 777)")))
+            }
+            None => Err(self.item_error(key, node, format!("must be a mode: {hint}"))),
+        }
+    }
+
+    fn written_in_octal(&self, node: &Node) -> bool {
+        let text = node.span.as_ref().and_then(|span| self.file.text_of(span));
+        text.is_some_and(|text| text.trim_start_matches('+').starts_with("0o"))
+    }
+
     /// An array of strings.
     pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
         self.array(key, "an array of strings", |node| {
@@ -229,6 +261,15 @@ impl<'a> Section<'a> {
             _ => Err(self.wrong_type(key, node, "a table, like { NAME = \"value\" }")),
         }
     }
+}
+
+/// The range checks of `integer` make these conversions lossless.
+pub fn as_u32(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+pub fn as_i32(value: i64) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 fn out_of_range(value: i64, min: i64, max: i64) -> String {

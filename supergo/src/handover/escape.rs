@@ -6,8 +6,19 @@
 //! that is a control character (C0, DEL, C1) or not part of valid UTF-8 (a non-UTF-8 path).
 //! Every other character stands for itself, leading and trailing blanks included. systemd's
 //! serialize.c uses C escapes the same way (`cescape`/`cunescape`).
+//!
+//! Kinds and keys are never escaped: `is_name` is the one rule both the writer and the
+//! reader hold them to.
 
 use std::fmt::Write;
+
+/// Kinds and keys are names chosen in code: lowercase letters, digits, `_` and `-`.
+pub(super) fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
 
 /// `bytes` as one line of text; `unescape` gives them back exactly.
 pub fn escape(bytes: &[u8]) -> String {

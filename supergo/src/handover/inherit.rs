@@ -28,7 +28,8 @@ use nix::sys::uio::pread;
 
 use super::escape::unescape;
 use super::exec::{exec_image, UpgradeError, FALLBACK_ENV, STATE_ENV};
-use super::reader::{State, StateError};
+use super::parsed::StateError;
+use super::reader::State;
 use super::section::HandedFd;
 use super::HANDOVER;
 

@@ -2,7 +2,7 @@
 //! the state file, issue 15): one format, its writer and reader, and the exec that carries it.
 //!
 //! - `escape`: values as one line of text; `writer`, `reader` and `section`: the format
-//!   below;
+//!   below, read into the sections and entries of `parsed`;
 //! - `exec`: supergo's own binary kept open from start, the binary to upgrade to, and the exec
 //!   that hands a state and its fds to a new image (`SUPERGO_UPGRADE_STATE=<memfd>`);
 //! - `inherit`: the new image's side: take the state back at start, or fall back to the old
@@ -61,6 +61,7 @@
 pub mod escape;
 pub mod exec;
 pub mod inherit;
+mod parsed;
 pub mod preflight;
 mod reader;
 mod section;
@@ -68,7 +69,8 @@ mod section;
 mod tests;
 mod writer;
 
-pub use reader::{parse_version, State, StateError};
+pub use parsed::StateError;
+pub use reader::{parse_version, State};
 pub use section::{HandedFd, SectionRef};
 pub use writer::{Serialized, StateWriter};
 

@@ -9,40 +9,14 @@
 //! that name the line. A key given twice where one value is expected is an error too: which
 //! one a reader would take is a guess.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::fmt;
 use std::os::fd::RawFd;
 
-use super::escape::unescape;
+use super::escape::{is_name, unescape};
+use super::parsed::{at, visit, Entry, HandedFds, Section, StateError};
 use super::section::SectionRef;
-use super::writer::is_name;
 use super::FORMAT_MAJOR;
-
-/// A state that cannot be read: the line at fault (1-based) and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateError {
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
-
-pub(super) fn at(line: usize, message: impl Into<String>) -> StateError {
-    StateError {
-        line: Some(line),
-        message: message.into(),
-    }
-}
 
 /// A parsed state.
 #[derive(Debug)]
@@ -52,27 +26,8 @@ pub struct State {
     /// What the version line says wrote it ("supergo 0.2.0").
     pub writer: String,
     sections: Vec<Section>,
-    /// The fds `fd` may give out: handed over and open when this image started (`inherit`).
-    pub(super) handed: BTreeSet<RawFd>,
-    pub(super) taken: RefCell<BTreeSet<RawFd>>,
-}
-
-#[derive(Debug)]
-pub(super) struct Section {
-    pub(super) kind: String,
-    pub(super) name: String,
-    pub(super) line: usize,
-    pub(super) entries: Vec<Entry>,
-    pub(super) children: Vec<Section>,
-    pub(super) visited: Cell<bool>,
-}
-
-#[derive(Debug)]
-pub(super) struct Entry {
-    pub(super) key: String,
-    pub(super) value: Vec<u8>,
-    pub(super) line: usize,
-    pub(super) used: Cell<bool>,
+    /// The fds `SectionRef::fd` may give out, and those it gave.
+    fds: HandedFds,
 }
 
 impl State {
@@ -147,14 +102,13 @@ impl State {
             minor,
             writer,
             sections,
-            handed: BTreeSet::new(),
-            taken: RefCell::new(BTreeSet::new()),
+            fds: HandedFds::default(),
         })
     }
 
     /// The fds `SectionRef::fd` may give out (inherited, and listed in `[handover] fds`).
     pub fn allow_fds(&mut self, fds: BTreeSet<RawFd>) {
-        self.handed = fds;
+        self.fds.handed = fds;
     }
 
     /// The first top-level section of `kind` (for a section written once, like `[supergo]`).
@@ -166,7 +120,7 @@ impl State {
     pub fn sections(&self, kind: &str) -> Vec<SectionRef<'_>> {
         visit(&self.sections, kind)
             .into_iter()
-            .map(|section| SectionRef::new(self, section))
+            .map(|section| SectionRef::new(&self.fds, section))
             .collect()
     }
 
@@ -180,20 +134,14 @@ impl State {
 
     /// Handed-over fds that no key read (a newer writer's field): `commit` closes them.
     pub fn untaken_fds(&self) -> Vec<RawFd> {
-        let taken = self.taken.borrow();
-        self.handed
+        let taken = self.fds.taken.borrow();
+        self.fds
+            .handed
             .iter()
             .copied()
             .filter(|fd| !taken.contains(fd))
             .collect()
     }
-}
-
-/// The sections of `kind`, marked read.
-pub(super) fn visit<'a>(sections: &'a [Section], kind: &str) -> Vec<&'a Section> {
-    let found: Vec<&Section> = sections.iter().filter(|s| s.kind == kind).collect();
-    found.iter().for_each(|s| s.visited.set(true));
-    found
 }
 
 fn skipped_in(sections: &[Section], out: &mut Vec<String>) {
@@ -255,14 +203,4 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
     let (major, minor) = text.split_once('.').unwrap_or((text, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(major) && digits(minor)).then(|| Some((major.parse().ok()?, minor.parse().ok()?)))?
-}
-
-impl Section {
-    pub(super) fn label(&self) -> String {
-        if self.name.is_empty() {
-            format!("[{}]", self.kind)
-        } else {
-            format!("[{} {}]", self.kind, self.name)
-        }
-    }
 }

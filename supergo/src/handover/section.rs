@@ -12,19 +12,19 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use super::monotonic;
-use super::reader::{at, visit, Entry, Section, State, StateError};
+use super::parsed::{at, visit, Entry, HandedFds, Section, StateError};
 
 /// One section of a parsed state, with typed getters. A missing key gives the default the
 /// caller names (or `None`); a key of the wrong form is an error naming its line.
 #[derive(Clone, Copy, Debug)]
 pub struct SectionRef<'a> {
-    state: &'a State,
+    fds: &'a HandedFds,
     section: &'a Section,
 }
 
 impl<'a> SectionRef<'a> {
-    pub(super) fn new(state: &'a State, section: &'a Section) -> SectionRef<'a> {
-        SectionRef { state, section }
+    pub(super) fn new(fds: &'a HandedFds, section: &'a Section) -> SectionRef<'a> {
+        SectionRef { fds, section }
     }
 
     pub fn kind(&self) -> &'a str {
@@ -44,7 +44,7 @@ impl<'a> SectionRef<'a> {
     pub fn children(&self, kind: &str) -> Vec<SectionRef<'a>> {
         visit(&self.section.children, kind)
             .into_iter()
-            .map(|section| SectionRef::new(self.state, section))
+            .map(|section| SectionRef::new(self.fds, section))
             .collect()
     }
 
@@ -196,13 +196,13 @@ impl<'a> SectionRef<'a> {
             .filter(|fd| *fd >= 0)
             .ok_or_else(|| self.invalid(entry, "an fd number"))?;
         let label = self.section.label();
-        if !self.state.handed.contains(&fd) {
+        if !self.fds.handed.contains(&fd) {
             return Err(at(
                 entry.line,
                 format!("`{key}` in {label}: fd {fd} was not handed over (not listed in [handover] fds, or not open when this supergo started)"),
             ));
         }
-        if !self.state.taken.borrow_mut().insert(fd) {
+        if !self.fds.taken.borrow_mut().insert(fd) {
             return Err(at(
                 entry.line,
                 format!("`{key}` in {label}: fd {fd} is named by another key too"),

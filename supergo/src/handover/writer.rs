@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::escape::escape;
+use super::escape::{escape, is_name};
 use super::{monotonic, FORMAT_MAJOR, FORMAT_MINOR, HANDOVER};
 
 /// A state being written. `finish` gives the text and the fds it names.
@@ -179,14 +179,6 @@ impl StateWriter {
         );
         Serialized { text, fds }
     }
-}
-
-/// Kinds and keys are names chosen in code: lowercase letters, digits, `_` and `-`.
-pub(super) fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn assert_name(what: &str, name: &str) {

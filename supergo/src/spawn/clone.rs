@@ -15,10 +15,10 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::Pid;
 
 use super::child::{child_main, ChildArgs};
+use super::error::{fail, SpawnError};
 use super::prepare::Prepared;
 use super::report::{self, ExecReport};
 use super::stack::ChildStack;
-use super::{fail, SpawnError};
 
 /// A cloned child whose `execve` has not been confirmed yet.
 pub struct Cloned {

@@ -8,8 +8,7 @@ use nix::libc;
 use nix::sys::resource::Resource;
 use nix::unistd::{self, Gid, Group, Uid, User};
 
-use super::prepare::cstring;
-use super::{fail, SpawnError};
+use super::error::{cstring, fail, SpawnError};
 use crate::config::ProgramConfig;
 
 /// The identity the child takes (supergo running as root).

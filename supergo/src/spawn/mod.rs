@@ -27,7 +27,8 @@
 //!   kept above fd 3 + n): EOF means the exec happened; a step and errno become a message
 //!   that names the program and what failed;
 //! - [`signal_child`] (`signal.rs`): stop and kill go through the pidfd the clone returned,
-//!   so a pid the kernel has reused for another process never receives them.
+//!   so a pid the kernel has reused for another process never receives them;
+//! - [`SpawnError`] (`error.rs`): the reason a spawn failed, which every step above gives.
 //!
 //! Deviations: from DESIGN.md's "fork", for speed (a fork copies every mapping, one stack
 //! per program thread: ~4 ms with 1000 programs, against ~0.4 ms); from systemd, none in
@@ -36,40 +37,21 @@
 
 mod child;
 mod clone;
+mod error;
 mod identity;
 mod prepare;
 mod report;
 mod signal;
 mod stack;
 
-use std::fmt;
 use std::os::fd::{BorrowedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use nix::unistd::Pid;
 
 pub use clone::{clone_child, Cloned};
+pub use error::SpawnError;
 pub use prepare::{prepare, Prepared, SpawnRequest};
-pub use signal::{forget_child, register_child, signal_child};
-
-/// A spawn that could not happen, with an operator-facing reason.
-#[derive(Debug, Clone)]
-pub struct SpawnError {
-    /// Set when a child was cloned and then failed before or at `execve`: its exit will
-    /// still be reaped and routed; the caller must not take it for a running process.
-    pub pid: Option<Pid>,
-    pub message: String,
-}
-
-impl fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-fn fail(message: String) -> SpawnError {
-    SpawnError { pid: None, message }
-}
+pub use signal::{forget_child, pidfd_send_signal, register_child, signal_child};
 
 /// Marks every fd supergo inherited (above stderr) close-on-exec. supergo opens its own fds
 /// with O_CLOEXEC, but fds its launcher leaked (a CI runner, a shell script) would otherwise

@@ -20,8 +20,8 @@ use nix::sys::resource::Resource;
 use nix::sys::stat::Mode;
 use nix::unistd::User;
 
+use super::error::{cstring, fail, SpawnError};
 use super::identity::{lookup_identity, rlimit_plan, Identity};
-use super::{fail, SpawnError};
 use crate::config::ProgramConfig;
 use crate::listener::Listener;
 
@@ -166,10 +166,6 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
         .collect();
     prepared.envp_ptrs.push(std::ptr::null());
     Ok(prepared)
-}
-
-pub(super) fn cstring(bytes: &[u8], program: &str, what: &str) -> Result<CString, SpawnError> {
-    CString::new(bytes).map_err(|_| fail(format!("{program}: {what} contains a NUL byte")))
 }
 
 /// The environment: supergo's own (unless `clear_env`), then the user's identity, then

@@ -16,8 +16,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::libc;
 use nix::unistd::{self, Pid};
 
+use super::error::{fail, SpawnError};
 use super::prepare::{lexically_normal, Prepared};
-use super::{fail, SpawnError};
 
 /// The steps of the child's setup, reported with errno through the exec-error pipe.
 #[derive(Clone, Copy)]

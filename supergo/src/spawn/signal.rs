@@ -12,7 +12,7 @@
 //! holds exactly the children not reaped yet, and no pidfd outlives its process.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -51,9 +51,9 @@ pub fn forget_child(pid: Pid) {
 pub fn signal_child(pid: Pid, signal: Signal, as_group: bool) {
     let entry = live().get(&pid.as_raw()).cloned();
     let result = match (entry, as_group) {
-        (Some(Some(pidfd)), false) => pidfd_send_signal(&pidfd, signal, 0),
+        (Some(Some(pidfd)), false) => pidfd_send_signal(pidfd.as_fd(), signal, 0),
         (Some(Some(pidfd)), true) if !NO_GROUP_FLAG.load(Ordering::Relaxed) => {
-            match pidfd_send_signal(&pidfd, signal, PIDFD_SIGNAL_PROCESS_GROUP) {
+            match pidfd_send_signal(pidfd.as_fd(), signal, PIDFD_SIGNAL_PROCESS_GROUP) {
                 Err(Errno::EINVAL) => {
                     if !NO_GROUP_FLAG.swap(true, Ordering::Relaxed) {
                         crate::info!(
@@ -87,8 +87,13 @@ pub fn signal_child(pid: Pid, signal: Signal, as_group: bool) {
     }
 }
 
-/// pidfd_send_signal(2), which nix does not wrap: `libc::syscall`.
-fn pidfd_send_signal(pidfd: &OwnedFd, signal: Signal, flags: libc::c_uint) -> nix::Result<()> {
+/// pidfd_send_signal(2), which nix does not wrap: `libc::syscall`. Also what adoption
+/// signals a process through that is not supergo's child (`adopt::pidfd`).
+pub fn pidfd_send_signal(
+    pidfd: BorrowedFd<'_>,
+    signal: Signal,
+    flags: libc::c_uint,
+) -> nix::Result<()> {
     // SAFETY: a raw system call on an open pidfd; a NULL siginfo makes the kernel fill it
     // as kill(2) would.
     let ret = unsafe {
