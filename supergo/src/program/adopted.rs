@@ -15,9 +15,9 @@
 //!
 //! Across an upgrade in place, an adopted process is handed over with its start time and
 //! watched again by the new image (`adopted_handover`).
+//!
+//! What this keeps between turns is the worker's `adoption` part (see `adoption`).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
@@ -36,36 +36,6 @@ use crate::config::ProgramConfig;
 use crate::listener::Listener;
 use crate::status::{ProgramStatus, State};
 use crate::{error, info, spawn};
-
-/// The worker's adoption part: its id in the state file's registry, what /proc said about
-/// each of its processes (read once per process), and the status note of an adopted
-/// serving process.
-pub(super) struct Part {
-    id: u64,
-    /// pid → (start ticks, process group).
-    seen: RefCell<HashMap<i32, (u64, i32)>>,
-    /// The config last hashed, and its hash.
-    hashed: RefCell<Option<(Arc<ProgramConfig>, u64)>>,
-    note: Option<(Pid, String)>,
-}
-
-impl Part {
-    pub fn new() -> Part {
-        Part {
-            id: record::next_id(),
-            seen: RefCell::new(HashMap::new()),
-            hashed: RefCell::new(None),
-            note: None,
-        }
-    }
-}
-
-impl Drop for Part {
-    /// The worker has ended: its part leaves the table.
-    fn drop(&mut self) {
-        record::remove(self.id);
-    }
-}
 
 /// Whether a process of `config` writes into supergo's log pipes.
 fn piped(config: &ProgramConfig) -> bool {

@@ -12,9 +12,10 @@
 //! are stopped here.
 //!
 //! Their exits come as no event (an orphan's is reaped quietly; another's goes to its own
-//! parent): the worker looks again every [`POLL`] while any is left. A process that even
-//! SIGKILL does not end (stuck in the kernel) is given up after [`AFTER_KILL`], with a
-//! warning, so that the stop ends.
+//! parent): the worker looks again every `escaped_helpers::POLL` while any is left. A
+//! process that even SIGKILL does not end (stuck in the kernel) is given up after
+//! [`AFTER_KILL`], with a warning, so that the stop ends. The helpers being stopped and
+//! their deadlines are the worker's `escaped` part (`escaped_helpers`).
 //!
 //! Not serialized: pidfds, and a stop in progress (a worker stopping helpers refuses an
 //! upgrade in place, see `freeze`). After an upgrade, supergo's pid and its subreaper flag
@@ -27,41 +28,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::escaped_helpers::EscapedHelpers;
 use super::worker::Worker;
 use crate::descendants::{find_escaped_from, Escaped};
 use crate::{info, warn};
 
-/// How often the worker looks whether the helpers being stopped have exited.
-const POLL: Duration = Duration::from_millis(50);
-
 /// How long a helper may take to go after SIGKILL before the stop ends without it.
 const AFTER_KILL: Duration = Duration::from_secs(5);
-
-/// The helpers being stopped, and their deadlines.
-#[derive(Default)]
-pub(super) struct EscapedHelpers {
-    stopping: Vec<Escaped>,
-    /// When they get SIGKILL; `None` once sent.
-    kill_at: Option<Instant>,
-    /// When the stop ends without those SIGKILL did not end.
-    give_up_at: Option<Instant>,
-}
-
-impl EscapedHelpers {
-    /// True while a helper being stopped may still run.
-    pub fn running(&self) -> bool {
-        !self.stopping.is_empty()
-    }
-
-    /// When the worker must look again: the SIGKILL deadline, or the next poll.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        if self.stopping.is_empty() {
-            return None;
-        }
-        let poll = Instant::now() + POLL;
-        Some(self.kill_at.map_or(poll, |kill_at| kill_at.min(poll)))
-    }
-}
 
 impl Worker {
     /// The program's helpers outside its groups. Called when a stop begins, before any of its

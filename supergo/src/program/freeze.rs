@@ -21,26 +21,10 @@
 
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
-
+use super::wiring::{Freeze, Frozen};
 use super::worker::Worker;
 use crate::config::ReadyMode;
 use crate::handover::StateWriter;
-
-/// The core's order to freeze, with where to answer and what to wait for.
-pub struct Freeze {
-    pub answer: Sender<Frozen>,
-    /// Released (or dropped) when supergo carries on without the exec.
-    pub release: Receiver<()>,
-}
-
-/// A worker's answer to a freeze.
-pub enum Frozen {
-    /// It cannot be handed over now; why, naming the program.
-    Busy(String),
-    /// Its sections of the state.
-    Ready(StateWriter),
-}
 
 impl Worker {
     pub(super) fn on_freeze(&mut self, order: Freeze) {

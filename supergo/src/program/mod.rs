@@ -42,11 +42,16 @@
 //! `wiring` holds what connects a worker to the rest of supergo (never serialized);
 //! `adopted` reports the processes for the state file and takes over what a dead supergo
 //! left running (`adopted_removed`: of a program no longer in the config);
-//! `adopted_handover` carries an adopted process across an upgrade in place.
+//! `adopted_handover` carries an adopted process across an upgrade in place. Their part of
+//! the worker is `adoption`.
 //!
 //! Two concerns of running as a container's entrypoint (issue 16), each in a file of its
-//! own: `escaped` stops the program's helpers that left its process groups, with it; `ended`
-//! tells the core when an `essential` program has ended for good.
+//! own: `escaped` stops the program's helpers that left its process groups, with it (its
+//! part: `escaped_helpers`); `ended` tells the core when an `essential` program has ended
+//! for good.
+//!
+//! The imports run one way: the parts (and `wiring`) import no transition and not
+//! `worker`; `worker` imports only the parts and `wiring`; the transitions import `worker`.
 //!
 //! An upgrade in place (issue 14): `freeze` (the worker stops and writes its state, or says
 //! why it cannot be handed over now), `serialize` (each part's keys), `config_state` (the
@@ -55,10 +60,12 @@
 mod adopted;
 mod adopted_handover;
 mod adopted_removed;
+mod adoption;
 mod commands;
 mod config_state;
 mod ended;
 mod escaped;
+mod escaped_helpers;
 mod exits;
 mod freeze;
 mod generations;
@@ -90,11 +97,10 @@ use crate::status::{ProgramStatus, SharedStatus};
 
 pub use adopted::launch_adopted;
 pub use adopted_removed::launch_removed;
-pub use freeze::{Freeze, Frozen};
 pub use process::ready_within;
 pub use resources::SharedConfig;
 pub use restore::RestoredProgram;
-pub use wiring::{Command, Context};
+pub use wiring::{Command, Context, Freeze, Frozen};
 
 /// The core's side of a worker.
 pub struct ProgramHandle {

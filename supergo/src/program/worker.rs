@@ -12,8 +12,8 @@ use std::time::Instant;
 use crossbeam_channel::{at, never, select, unbounded, Receiver, Sender};
 use serde_json::json;
 
-use super::adopted;
-use super::escaped::EscapedHelpers;
+use super::adoption;
+use super::escaped_helpers::EscapedHelpers;
 use super::generations::Generations;
 use super::lifecycle::Lifecycle;
 use super::record::{self, Record};
@@ -49,7 +49,7 @@ pub(super) struct Worker {
     /// An essential program's end was told to the core (`ended`; serialized).
     pub end_reported: bool,
     /// The state file's view of this worker, and what adoption left it (issue 15).
-    pub adoption: adopted::Part,
+    pub adoption: adoption::Part,
 }
 
 impl Worker {
@@ -77,7 +77,7 @@ impl Worker {
             record: Record::default(),
             escaped: EscapedHelpers::default(),
             end_reported: false,
-            adoption: adopted::Part::new(),
+            adoption: adoption::Part::new(),
         };
         if let Some(e) = listen_error {
             error!("{}: {e}", worker.name());

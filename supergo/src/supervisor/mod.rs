@@ -17,7 +17,9 @@
 //!
 //! Upgrade in place (issue 14): `upgrade` (who asks, one at a time, the answers),
 //! `preflight` (the new binary's `--check-upgrade`, run through supergo's own spawn),
-//! `upgrade_exec` (freeze, write the state, exec) and `restore` (the new image's start).
+//! `upgrade_exec` (freeze, write the state, exec) and `restore` (the new image's start);
+//! `upgrade_messages` (what reaches the core about an upgrade) and `upgrade_state` (the
+//! core's upgrade bookkeeping) are the data they share.
 
 mod adopting;
 mod core;
@@ -33,8 +35,12 @@ mod shutdown;
 mod update;
 mod upgrade;
 mod upgrade_exec;
+mod upgrade_messages;
+mod upgrade_state;
 
 pub use self::core::Supervisor;
 pub use self::request::{ask, CoreMessage, Request};
 pub use self::update::Diff;
-pub use self::upgrade::{ask_upgrade, Ask, Checked, Tools};
+pub use self::upgrade::ask_upgrade;
+pub use self::upgrade_messages::{Ask, Checked};
+pub use self::upgrade_state::Tools;

@@ -19,7 +19,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
 use super::request::CoreMessage;
-use super::upgrade::Checked;
+use super::upgrade_messages::Checked;
 use crate::handover::exec::UpgradeError;
 use crate::handover::preflight::{self, Answer};
 use crate::program::Context;

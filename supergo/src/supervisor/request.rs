@@ -9,6 +9,7 @@
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 
 use super::deadline;
+use super::upgrade_messages::{Ask, Checked};
 use crate::reply::{Replier, Reply};
 
 /// A request from the control API (or from a signal).
@@ -70,9 +71,9 @@ pub enum CoreMessage {
     /// From a worker: its `essential` program ended for good (see `essential`).
     Ended(crate::essential::Ended),
     /// An upgrade in place asked for (see `upgrade`).
-    Upgrade(super::upgrade::Ask),
+    Upgrade(Ask),
     /// The pre-flight of the upgrade in progress is done.
-    Preflight(super::upgrade::Checked),
+    Preflight(Checked),
 }
 
 /// Sends `request` to the core and waits for the answer (for the control threads).

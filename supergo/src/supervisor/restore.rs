@@ -32,7 +32,7 @@ use serde_json::json;
 use super::core::Supervisor;
 use super::deadline;
 use super::service_manager;
-use super::upgrade::{Tools, Upgrades};
+use super::upgrade_state::{Tools, Upgrades};
 use crate::adopt::state_file::StateFile;
 use crate::config::{self, Config, DEFAULT_LISTEN};
 use crate::control::Control;

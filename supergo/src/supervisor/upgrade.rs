@@ -12,6 +12,10 @@
 //!    it) and `upgrade_exec` freezes everything and execs;
 //! 3. the new image answers that connection (`restore`); should the exec fail or a program be
 //!    busy, the core answers it here and supergo carries on as before.
+//!
+//! What reaches the core about an upgrade (`Ask`, `Checked`) is in `upgrade_messages`; the
+//! core's bookkeeping (`Upgrades`: the tools, the upgrade in progress, the counters) in
+//! `upgrade_state`.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -23,84 +27,13 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use super::core::Supervisor;
 use super::deadline;
 use super::request::CoreMessage;
-use crate::handover::exec::{SelfExe, Target, UpgradeError};
-use crate::handover::preflight::Answer;
-use crate::reply::{Replier, Reply};
-use crate::signals::Signals;
-use crate::{error, http, info};
-
-/// Someone asking for an upgrade.
-pub struct Ask {
-    pub binary: Option<PathBuf>,
-    /// A duplicate of the connection that asked, on which the answer is written once the
-    /// control API has let go of it (`taken`).
-    pub client: Option<TcpStream>,
-    /// The control thread that asked, until it is told `Reply::taken`.
-    pub reply: Option<Replier>,
-    pub taken: bool,
-    /// "POST /upgrade" or "SIGUSR2".
-    pub by: &'static str,
-    pub at: Instant,
-}
-
-impl Ask {
-    pub fn by_signal() -> Ask {
-        Ask {
-            binary: None,
-            client: None,
-            reply: None,
-            taken: false,
-            by: "SIGUSR2",
-            at: Instant::now(),
-        }
-    }
-
-    /// Answers whoever asked (and logs a failure: SIGUSR2 has no one to tell).
-    pub fn answer(self, reply: Reply) {
-        if !reply.is_ok() {
-            error!("upgrade ({}) failed: {}", self.by, reply.message);
-        }
-        if self.taken {
-            if let Some(client) = &self.client {
-                if let Err(e) = http::answer_taken(client, &reply) {
-                    error!("cannot answer the client that asked for the upgrade: {e}");
-                }
-            }
-        } else if let Some(to) = self.reply {
-            let _ = to.send(reply);
-        }
-    }
-}
-
-/// What the pre-flight found.
-pub struct Checked(pub Result<Answer, UpgradeError>);
-
-/// What the core needs to upgrade: its own binary (for the fallback), the signals thread
-/// (parked across the exec), the control API (paused, and its listener handed over) and
-/// the way back to its own inbox (for the pre-flight's answer).
-pub struct Tools {
-    pub self_exe: SelfExe,
-    pub signals: Signals,
-    pub control: http::Server,
-    pub core: Sender<CoreMessage>,
-}
-
-/// The core's upgrade bookkeeping.
-#[derive(Default)]
-pub struct Upgrades {
-    pub(super) tools: Option<Tools>,
-    pub(super) pending: Option<Pending>,
-    /// Upgrades done since supergo was first started (carried across each).
-    pub(super) done: u64,
-    /// Upgrades refused or failed.
-    pub(super) failed: u64,
-}
-
-/// The upgrade in progress.
-pub(super) struct Pending {
-    pub ask: Ask,
-    pub target: Target,
-}
+// `requests` names `Ask` through here, as it did when `Ask` was defined in this file.
+pub(super) use super::upgrade_messages::Ask;
+use super::upgrade_messages::Checked;
+use super::upgrade_state::{Pending, Tools, Upgrades};
+use crate::handover::exec::Target;
+use crate::info;
+use crate::reply::Reply;
 
 /// Sends an upgrade request to the core and waits for the answer (for the control threads):
 /// `Reply::taken` once the core has the connection (and then answers it itself).

@@ -26,7 +26,7 @@ use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use super::core::Supervisor;
 use super::request::CoreMessage;
 use super::service_manager;
-use super::upgrade::{Pending, Tools};
+use super::upgrade_state::{Pending, Tools};
 use crate::handover::preflight::Answer;
 use crate::handover::{monotonic, StateWriter};
 use crate::manager_notify;
