@@ -127,7 +127,13 @@ impl Target {
         let cwd = std::env::current_dir().map_err(|e| {
             UpgradeError(format!("cannot determine supergo's working directory: {e}"))
         })?;
-        let path = cwd.join(requested.unwrap_or(&self_exe.started_from));
+        // Without the `./` of a relative start (`./target/release/supergo`), which would only
+        // clutter the log and the answer; `..` is kept, since only the file system knows it.
+        let path: PathBuf = (cwd
+            .join(requested.unwrap_or(&self_exe.started_from))
+            .components())
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
         let fail =
             |why: String| UpgradeError(format!("cannot upgrade to {}: {why}", path.display()));
         let resolved = std::fs::canonicalize(&path).map_err(|e| fail(e.to_string()))?;

@@ -114,13 +114,15 @@ impl Worker {
     fn on_stopped_exit(&mut self, process: Process, status: ExitStatus, at: Instant) {
         let Some(stop) = &process.stop else { return };
         let took = at.duration_since(stop.since.mono).as_secs_f64();
+        // The status says how it ended ("exited with status 0", "killed by signal 9"); what it
+        // cannot say is that supergo sent that SIGKILL at the stop deadline.
         let how = if stop.kill_at.is_none() {
-            "killed at the deadline"
+            "SIGKILL at the stop deadline: "
         } else {
-            "exited"
+            ""
         };
         info!(
-            "{}[{}]: {} after {took:.2} s: {how} ({}), generation {}",
+            "{}[{}]: {} after {took:.2} s: {how}{}, generation {}",
             self.name(),
             process.pid,
             if stop.reason == StopReason::Handoff {
