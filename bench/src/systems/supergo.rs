@@ -32,7 +32,10 @@ fn shell_quote(s: &str) -> String {
 
 /// The config file for `programs`.
 pub fn config_text(programs: &[Program]) -> String {
-    let mut t = String::from("# written by the supergo bench\n");
+    // The state file (adoption after a crash) goes beside the config, in the run's temp dir,
+    // not in /run/supergo where every run would leave one behind.
+    let mut t =
+        String::from("# written by the supergo bench\n\n[supergo]\nstate_dir = \"state\"\n");
     for p in programs {
         t.push_str(&format!("\n[program.{}]\n", p.name));
         t.push_str(&format!(
