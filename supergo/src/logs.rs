@@ -144,7 +144,8 @@ struct Shared {
     commands: Sender<Command>,
     /// Write end of the wake pipe, O_NONBLOCK.
     wake: OwnedFd,
-    pipes: Mutex<Vec<(u64, Arc<PipeInfo>)>>,
+    /// Sorted by program and stream (`register`), for `counters`.
+    pipes: Mutex<counters::Pipes>,
     next_id: AtomicU64,
 }
 
@@ -158,7 +159,14 @@ impl Shared {
         sent
     }
 
-    fn pipes(&self) -> MutexGuard<'_, Vec<(u64, Arc<PipeInfo>)>> {
+    /// Adds a pipe's counters, in order.
+    fn register(&self, id: u64, info: Arc<PipeInfo>) {
+        let mut pipes = self.pipes();
+        let at = counters::position(&pipes, id, &info);
+        pipes.insert(at, (id, info));
+    }
+
+    fn pipes(&self) -> MutexGuard<'_, counters::Pipes> {
         // A panic while holding this lock leaves a plain Vec intact: keep using it.
         self.pipes
             .lock()
@@ -213,7 +221,7 @@ impl LogHub {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
-        self.shared.pipes().push((id, info.clone()));
+        self.shared.register(id, info.clone());
         let registration = Registration {
             id,
             read,
@@ -254,15 +262,10 @@ impl LogHub {
             .collect()
     }
 
-    /// Every open pipe's counters, indexed by program, for one read of the status.
-    pub fn output_index(&self) -> OutputIndex {
-        OutputIndex::new(
-            self.shared
-                .pipes()
-                .iter()
-                .map(|(_, info)| info.clone())
-                .collect(),
-        )
+    /// Every open pipe's counters, indexed by program, for one read of the status. Opening
+    /// or closing a pipe waits until it is dropped.
+    pub fn output_index(&self) -> OutputIndex<'_> {
+        OutputIndex::new(self.shared.pipes())
     }
 
     /// Sets each status's `output` to the counters of that program's pipes, for

@@ -1,7 +1,6 @@
 //! The status a worker publishes after every transition, read by the control API without
-//! waiting on the (possibly busy) worker; `answer` writes them as `GET /status`.
-
-pub mod answer;
+//! waiting on the (possibly busy) worker (`supervisor::status_answer` writes them as
+//! `GET /status`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};

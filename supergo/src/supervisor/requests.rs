@@ -20,10 +20,10 @@ impl Supervisor {
         match request {
             Request::Status => {
                 // Serialized straight from each published snapshot into a reused buffer
-                // (see `status::answer`): nothing is copied per program.
+                // (see `status_answer`): nothing is copied per program.
                 let mut body = crate::reply::buffer();
                 let outputs = self.ctx.logs.output_index();
-                crate::status::answer::write(&mut body, &self.published(), &outputs);
+                super::status_answer::write(&mut body, &self.published(), &outputs);
                 let _ = reply.send(Reply::json(body));
             }
             Request::Metrics => {
