@@ -43,28 +43,24 @@ fn head(reply: &Reply, content_type: &str, body_len: usize, keep_alive: bool) ->
 
 /// The whole answer: status line, headers, and the body unless `head_only` (HEAD).
 pub fn render(reply: &Reply, keep_alive: bool, head_only: bool) -> Vec<u8> {
-    let mut body = Vec::new();
-    let content_type = body_of(reply, &mut body);
+    let mut scratch = Vec::new();
+    let (content_type, body) = body_of(reply, &mut scratch);
     let mut response = head(reply, content_type, body.len(), keep_alive).into_bytes();
     if !head_only {
-        response.extend_from_slice(&body);
+        response.extend_from_slice(body);
     }
     response
 }
 
-/// The body's content type; the body is appended to `scratch` unless the reply holds it
-/// rendered already (then `scratch` stays empty).
-fn body_of(reply: &Reply, scratch: &mut Vec<u8>) -> &'static str {
-    match &reply.raw {
-        Some(text) => {
-            scratch.extend_from_slice(text.as_bytes());
-            "text/plain; version=0.0.4"
-        }
-        None => {
-            if reply.json.is_none() {
-                reply.write_body(scratch);
-            }
-            "application/json"
+/// The body and its content type: the one the reply holds rendered already, or rendered
+/// into `scratch`.
+fn body_of<'a>(reply: &'a Reply, scratch: &'a mut Vec<u8>) -> (&'static str, &'a [u8]) {
+    match (&reply.raw, &reply.json) {
+        (Some(text), _) => ("text/plain; version=0.0.4", text.as_bytes()),
+        (None, Some(json)) => ("application/json", json),
+        (None, None) => {
+            reply.write_body(scratch);
+            ("application/json", scratch)
         }
     }
 }
@@ -80,11 +76,7 @@ pub fn write_reply(
     deadline: Instant,
 ) -> io::Result<()> {
     let mut scratch = Vec::new();
-    let content_type = body_of(reply, &mut scratch);
-    let body: &[u8] = match &reply.json {
-        Some(json) if reply.raw.is_none() => json,
-        _ => &scratch,
-    };
+    let (content_type, body) = body_of(reply, &mut scratch);
     let head = head(reply, content_type, body.len(), keep_alive);
     let body = if head_only { &[][..] } else { body };
     write_parts_by(stream, &[head.as_bytes(), body], deadline)
