@@ -76,7 +76,9 @@ impl Supervisor {
         supervisor.retire_removed(std::mem::take(&mut adoption.removed));
         let watched = service_manager::watch(supervisor.programs.values());
         start_by_priority(groups, move || {
-            service_manager::after_initial_start(watched)
+            service_manager::after_initial_start(watched);
+            // The spawns' transient allocations are freed: give the whole free pages back.
+            crate::memory::trim();
         });
         supervisor
     }
