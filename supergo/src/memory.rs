@@ -1,34 +1,49 @@
-//! How supergo uses glibc's malloc: one arena, no per-thread cache, and freed memory given
-//! back after the big moments (the initial start of every program).
+//! How supergo uses glibc's malloc and threads: one arena, no per-thread cache, a small
+//! static TLS block, and freed memory given back after the big moments (the initial start
+//! of every program).
 //!
-//! Why: supergo has a thread per program, and each thread that allocates makes glibc keep
-//! memory for that thread alone. Measured with 1000 realistic programs (BENCHMARKS.md,
-//! issue 17): an arena per thread cost ~20 MiB (hence `M_ARENA_MAX = 1`); the per-thread
-//! cache (tcache: up to 7 freed chunks of each of 64 sizes, kept by the thread that freed
-//! them and counted as in use) ~12 KiB per thread, 12 MiB of 42. A worker allocates at a
-//! spawn and at a few transitions, rarely enough that the cache never pays for itself:
-//! `bench restart` measures the same restart latency without it.
+//! Why: supergo has a thread per program, and glibc keeps memory for each thread. Measured
+//! with 1000 realistic programs (BENCHMARKS.md, issue 17):
+//! - an arena per thread cost ~20 MiB (hence `M_ARENA_MAX = 1`);
+//! - the per-thread cache (tcache: up to 7 freed chunks of each of 64 sizes, kept by the
+//!   thread that freed them and counted as in use) ~12 KiB per thread, 12 MiB of 42. A worker
+//!   allocates at a spawn and at a few transitions, rarely enough that the cache never pays
+//!   for itself: `bench restart` measures the same restart latency without it;
+//! - glibc puts each thread's descriptor and static TLS block at the top of its stack: 4.3 KB
+//!   by default, of which ~1.5 KB is room reserved for `dlmopen` namespaces and for libraries
+//!   `dlopen`ed later that use initial-exec TLS. A worker's deepest path (a spawn) then
+//!   touches a third stack page; without that room it fits in two: 4 MiB less with 1000
+//!   programs. supergo never calls `dlmopen`, and the only libraries it may `dlopen` are NSS
+//!   modules (user and group names), which use dynamic TLS (on Debian 12 none needs the
+//!   room). Should an operator's NSS module need it, its `dlopen` fails and a `user =` lookup
+//!   says so; `GLIBC_TUNABLES=glibc.rtld.optional_static_tls=512` in supergo's environment
+//!   gives the room back.
 //!
-//! glibc reads the tcache's size only from `GLIBC_TUNABLES`, when the process starts; no
-//! `mallopt` sets it. So supergo, started without it, execs itself once, at the very top
-//! of `main` (before any thread, fd or state exists; same pid, argv and fds), with
-//! `glibc.malloc.tcache_count=0` added, and the new image puts the environment back as it
-//! was at once (`restore_env`): glibc has read it by then, and children, the pre-flight of
-//! an upgrade and the next image of an upgrade in place see the operator's environment,
-//! never supergo's tuning (an upgrade's new image tunes itself the same way). A
-//! `GLIBC_TUNABLES` that sets `tcache_count` already is the operator's choice and is kept;
-//! should the exec fail (no /proc), supergo runs with glibc's defaults.
+//! glibc reads these settings only from `GLIBC_TUNABLES`, when the process starts; no
+//! `mallopt` sets them. So supergo, started without them, execs itself once, at the very top
+//! of `main` (before any thread, fd or state exists; same pid, argv and fds), with them
+//! added, and the new image puts the environment back as it was at once (`restore_env`):
+//! glibc has read it by then, and children, the pre-flight of an upgrade and the next image
+//! of an upgrade in place see the operator's environment, never supergo's tuning (an
+//! upgrade's new image tunes itself the same way). A setting the operator's
+//! `GLIBC_TUNABLES` holds already is theirs and is kept; should the exec fail (no /proc),
+//! supergo runs with glibc's defaults.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// Set (only) in the image that `tune_or_reexec` started: the operator's `GLIBC_TUNABLES`,
 /// as `=VALUE`, or `-` when it was not set.
 const MARK: &str = "SUPERGO_MALLOC_TUNED";
 const TUNABLES: &str = "GLIBC_TUNABLES";
-const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
+/// The settings (see the module docs), each added unless the operator's sets it.
+const SETTINGS: [&str; 3] = [
+    "glibc.malloc.tcache_count=0",
+    "glibc.rtld.nns=1",
+    "glibc.rtld.optional_static_tls=0",
+];
 
-/// First thing in `main`: execs supergo again with the tcache off, unless that is done
+/// First thing in `main`: execs supergo again with its settings, unless that is done
 /// already (then puts the environment back) or the operator's `GLIBC_TUNABLES` decides.
 /// Returns when no exec happened, or when it failed.
 pub fn tune_or_reexec() {
@@ -55,24 +70,31 @@ pub fn tune_or_reexec() {
     // Still here: the exec failed. Run untuned, with the environment as it was.
     restore_env(&mark);
     crate::warn!(
-        "cannot execute supergo again with malloc's per-thread cache off ({error}); \
+        "cannot execute supergo again with its memory settings ({error}); \
          running with glibc's defaults, which take more memory per program"
     );
 }
 
-/// `GLIBC_TUNABLES` with the tcache off, or None when the operator's sets it already.
+/// `GLIBC_TUNABLES` with supergo's settings added, or None when the operator's sets them
+/// all already.
 fn tuned_value(theirs: Option<&OsStr>) -> Option<OsString> {
-    match theirs {
-        None => Some(OsString::from(NO_TCACHE)),
-        Some(value) if value.is_empty() => Some(OsString::from(NO_TCACHE)),
-        Some(value) => {
-            let mentions = value
-                .as_bytes()
-                .split(|&b| b == b':')
-                .any(|item| item.starts_with(b"glibc.malloc.tcache_count="));
-            (!mentions).then(|| [value, OsStr::new(":"), OsStr::new(NO_TCACHE)].into_iter().collect())
+    let theirs = theirs.map(OsStr::as_bytes).unwrap_or_default();
+    let set = |name: &[u8]| {
+        theirs
+            .split(|&b| b == b':')
+            .any(|item| item.split(|&b| b == b'=').next() == Some(name))
+    };
+    let mut tuned = theirs.to_vec();
+    for setting in SETTINGS {
+        let name = setting.split('=').next().unwrap_or(setting);
+        if !set(name.as_bytes()) {
+            if !tuned.is_empty() {
+                tuned.push(b':');
+            }
+            tuned.extend_from_slice(setting.as_bytes());
         }
     }
+    (tuned.len() != theirs.len()).then(|| OsString::from_vec(tuned))
 }
 
 /// Puts `GLIBC_TUNABLES` back as the operator had it, and removes the mark.
@@ -130,15 +152,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn adds_the_tcache_setting_unless_the_operator_set_it() {
-        let tuned = |v: Option<&str>| tuned_value(v.map(OsStr::new)).map(|t| t.into_string().unwrap());
-        assert_eq!(tuned(None).as_deref(), Some(NO_TCACHE));
-        assert_eq!(tuned(Some("")).as_deref(), Some(NO_TCACHE));
+    fn adds_each_setting_the_operator_has_not_set() {
+        let tuned = |v: Option<&str>| {
+            tuned_value(v.map(OsStr::new)).map(|t| t.into_string().expect("UTF-8"))
+        };
+        let all = SETTINGS.join(":");
+        assert_eq!(tuned(None), Some(all.clone()));
+        assert_eq!(tuned(Some("")), Some(all.clone()));
         assert_eq!(
-            tuned(Some("glibc.malloc.check=3")).as_deref(),
-            Some("glibc.malloc.check=3:glibc.malloc.tcache_count=0")
+            tuned(Some("glibc.malloc.check=3")),
+            Some(format!("glibc.malloc.check=3:{all}"))
         );
-        assert_eq!(tuned(Some("glibc.malloc.tcache_count=7")), None);
-        assert_eq!(tuned(Some("a=1:glibc.malloc.tcache_count=0")), None);
+        assert_eq!(
+            tuned(Some("glibc.malloc.tcache_count=7")),
+            Some("glibc.malloc.tcache_count=7:glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0".into())
+        );
+        assert_eq!(
+            tuned(Some("glibc.rtld.optional_static_tls=512")),
+            Some("glibc.rtld.optional_static_tls=512:glibc.malloc.tcache_count=0:glibc.rtld.nns=1".into())
+        );
+        assert_eq!(tuned(Some(&all)), None);
     }
 }
