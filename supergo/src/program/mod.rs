@@ -90,7 +90,7 @@ pub use freeze::{Freeze, Frozen};
 pub use process::ready_within;
 pub use resources::SharedConfig;
 pub use restore::RestoredProgram;
-pub use wiring::{Command, Context};
+pub use wiring::{Command, Context, Replace};
 
 /// The core's side of a worker.
 pub struct ProgramHandle {

@@ -49,6 +49,9 @@ pub(super) struct Worker {
     pub end_reported: bool,
     /// The state file's view of this worker, and what adoption left it (issue 15).
     pub adoption: adopted::Part,
+    /// The config and listeners (by address in memory) whose addresses the published
+    /// status shows (`publish`).
+    shown_listeners: Vec<usize>,
 }
 
 impl Worker {
@@ -80,6 +83,7 @@ impl Worker {
             escaped: EscapedHelpers::default(),
             end_reported: false,
             adoption: adopted::Part::new(),
+            shown_listeners: Vec::new(),
         });
         if let Some(e) = listen_error {
             error!("{}: {e}", worker.name());
@@ -162,19 +166,40 @@ impl Worker {
         })
     }
 
-    pub(super) fn publish(&self) {
-        let mut status = record::snapshot(
-            &self.resources.config,
-            &self.resources.listeners,
-            self.life.state,
-            &self.gens,
-            &self.record,
-        );
-        self.annotate(&mut status);
-        *self
-            .status
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = status;
+    /// Updates the shared status in place (see `record::publish_into`), and the state
+    /// file's view.
+    pub(super) fn publish(&mut self) {
+        // What the shown addresses come from: the listeners, or the config's addresses
+        // when none could be bound. Compared without allocating.
+        let config = Arc::as_ptr(&self.resources.config) as usize;
+        let sources = || {
+            std::iter::once(config).chain(
+                self.resources
+                    .listeners
+                    .iter()
+                    .map(|l| Arc::as_ptr(l) as usize),
+            )
+        };
+        let listeners_changed = !sources().eq(self.shown_listeners.iter().copied());
+        {
+            let mut status = self
+                .status
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            record::publish_into(
+                &mut status,
+                &self.resources.config,
+                &self.resources.listeners,
+                listeners_changed,
+                self.life.state,
+                &self.gens,
+                &self.record,
+            );
+            self.annotate(&mut status);
+        }
+        if listeners_changed {
+            self.shown_listeners = sources().collect();
+        }
         self.record_table();
     }
 }

@@ -14,7 +14,7 @@ use super::gather::collect;
 use super::service_manager;
 use crate::config::{self, Config, ProgramConfig};
 use crate::manager_notify;
-use crate::program::Command;
+use crate::program::{Command, Replace};
 use crate::reply::{Replier, Reply};
 use crate::status::SharedStatus;
 use crate::{error, info, warn};
@@ -115,11 +115,11 @@ impl Supervisor {
                 .acquire_all(&program.listen_addrs, program.socket_mode);
             let program = Arc::new(program.clone());
             let (tx, rx) = bounded(1);
-            let _ = handle.commands.send(Command::Replace {
+            let _ = handle.commands.send(Command::Replace(Box::new(Replace {
                 config: program,
                 listeners,
                 reply: Some(tx),
-            });
+            })));
             pending.push((name.clone(), "changed", rx));
         }
         let mut inserts: Vec<&ProgramConfig> = diff
