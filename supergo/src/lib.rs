@@ -12,6 +12,7 @@
 //! - `manager_notify`: supergo's own `NOTIFY_SOCKET` (READY/RELOADING/STOPPING to systemd);
 //! - `descendants`: processes of a program that left its process group (setsid, daemons);
 //! - `essential`: supergo's exit status when an `essential` program ends for good;
+//! - `memory`: how supergo uses malloc (one arena, no per-thread cache, trimming);
 //! - `handover`: the state format, and carrying it across an exec (upgrade in place);
 //! - `adopt`: state file, /proc and pidfd primitives for adopting children after a crash.
 
@@ -26,6 +27,7 @@ pub mod listener;
 pub mod log;
 pub mod logs;
 pub mod manager_notify;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod program;

@@ -35,13 +35,15 @@
 //!   written prefixed with the program's name by a writer thread of that stream, with bounded
 //!   buffering; see `console` for the record format and the drop policy.
 //! - **Counters** per pipe (bytes written, bytes dropped), read when the control API builds
-//!   `GET /status` and `GET /metrics` (`LogHub::fill_output`), not published by the workers.
+//!   `GET /status` and `GET /metrics` (`LogHub::output_index`, `counters`), not published by
+//!   the workers.
 //!
 //! Dropping a `LogPipe` closes supergo's write end; the log thread keeps reading until every
 //! write end is closed (children that still hold one keep being logged), writes what is left,
 //! then closes the pipe and, when no pipe names it any more, the file.
 
 mod console;
+mod counters;
 mod file;
 mod handover;
 mod lines;
@@ -59,9 +61,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
 
+pub use counters::{OutputIndex, ProgramOutputs};
 pub use handover::RestoredLogs;
 
-use crate::status::{OutputStatus, ProgramStatus};
+use crate::status::ProgramStatus;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd;
@@ -141,7 +144,8 @@ struct Shared {
     commands: Sender<Command>,
     /// Write end of the wake pipe, O_NONBLOCK.
     wake: OwnedFd,
-    pipes: Mutex<Vec<(u64, Arc<PipeInfo>)>>,
+    /// Sorted by program and stream (`register`), for `counters`.
+    pipes: Mutex<counters::Pipes>,
     next_id: AtomicU64,
 }
 
@@ -155,7 +159,14 @@ impl Shared {
         sent
     }
 
-    fn pipes(&self) -> MutexGuard<'_, Vec<(u64, Arc<PipeInfo>)>> {
+    /// Adds a pipe's counters, in order.
+    fn register(&self, id: u64, info: Arc<PipeInfo>) {
+        let mut pipes = self.pipes();
+        let at = counters::position(&pipes, id, &info);
+        pipes.insert(at, (id, info));
+    }
+
+    fn pipes(&self) -> MutexGuard<'_, counters::Pipes> {
         // A panic while holding this lock leaves a plain Vec intact: keep using it.
         self.pipes
             .lock()
@@ -210,7 +221,7 @@ impl LogHub {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
-        self.shared.pipes().push((id, info.clone()));
+        self.shared.register(id, info.clone());
         let registration = Registration {
             id,
             read,
@@ -251,23 +262,19 @@ impl LogHub {
             .collect()
     }
 
-    /// Sets each status's `output` to the counters of that program's pipes (stdout first),
-    /// for `GET /status` and `GET /metrics`. Counters start at 0 when a pipe is opened: when
-    /// the program is added, or when `update` changes where its output goes.
+    /// Every open pipe's counters, indexed by program, for one read of the status. Opening
+    /// or closing a pipe waits until it is dropped.
+    pub fn output_index(&self) -> OutputIndex<'_> {
+        OutputIndex::new(self.shared.pipes())
+    }
+
+    /// Sets each status's `output` to the counters of that program's pipes, for
+    /// `GET /metrics`. Counters start at 0 when a pipe is opened: when the program is
+    /// added, or when `update` changes where its output goes.
     pub fn fill_output(&self, statuses: &mut [ProgramStatus]) {
-        let mut stats = self.stats();
-        stats.sort_by(|a, b| (&a.program, &a.stream).cmp(&(&b.program, &b.stream)));
+        let index = self.output_index();
         for status in statuses {
-            status.output = stats
-                .iter()
-                .filter(|s| s.program == status.name)
-                .map(|s| OutputStatus {
-                    stream: s.stream.clone(),
-                    path: s.path.display().to_string(),
-                    bytes_written: s.bytes_written,
-                    bytes_dropped: s.bytes_dropped,
-                })
-                .collect();
+            status.output = index.of(&status.name).to_vec();
         }
     }
 

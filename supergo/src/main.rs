@@ -52,6 +52,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before anything else (it may exec supergo again, and it reads the environment as the
+    // operator set it): malloc without a per-thread cache (see `memory`).
+    supergo::memory::tune_or_reexec();
     // First, before any fd is opened or thread started: the state of an upgrade in place, if
     // this image was exec'd by one (it removes its variables from the environment).
     let inherited = Inherited::take();
@@ -65,7 +68,7 @@ fn main() -> ExitCode {
         Some(&nix::sys::signal::SigSet::all()),
         None,
     );
-    limit_malloc_arenas();
+    supergo::memory::limit_arenas();
     // Before any thread exists: it takes NOTIFY_SOCKET out of supergo's environment.
     supergo::manager_notify::init();
     supergo::spawn::close_inherited_fds_on_exec();
@@ -318,16 +321,4 @@ fn refuse_open_control(listen: &str, config: &Config) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// glibc gives each thread that allocates an arena of its own (up to 8 per core), and keeps
-/// what was freed in each. supergo has a thread per program and allocates little, rarely:
-/// one arena keeps its memory small (with 1000 programs, ~20 MiB less) at no visible cost.
-/// (nix has no mallopt.)
-fn limit_malloc_arenas() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets a malloc parameter; called before any thread exists.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
-    }
 }

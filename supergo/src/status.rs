@@ -1,5 +1,6 @@
 //! The status a worker publishes after every transition, read by the control API without
-//! waiting on the (possibly busy) worker.
+//! waiting on the (possibly busy) worker (`supervisor::status_answer` writes them as
+//! `GET /status`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -113,10 +114,17 @@ impl ProgramStatus {
     /// The snapshot as of now: `uptime_secs` is computed when read, not when published.
     pub fn at_now(&self) -> ProgramStatus {
         let mut status = self.clone();
-        if status.pid != 0 && status.start_time != 0 {
-            status.uptime_secs = (unix_now() - status.start_time as f64).max(0.0);
-        }
+        status.uptime_secs = self.uptime_at(unix_now());
         status
+    }
+
+    /// `uptime_secs` at `now` (unix seconds): 0 without a process.
+    pub fn uptime_at(&self, now: f64) -> f64 {
+        if self.pid != 0 && self.start_time != 0 {
+            (now - self.start_time as f64).max(0.0)
+        } else {
+            self.uptime_secs
+        }
     }
 }
 

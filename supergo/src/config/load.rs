@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::section::Section;
 use super::source::SourceFile;
@@ -74,7 +75,11 @@ pub(super) fn load_in(path: &Path, cwd: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         path: path.to_path_buf(),
         daemon,
-        programs: programs.by_name,
+        programs: programs
+            .by_name
+            .into_iter()
+            .map(|(name, program)| (name, Arc::new(program)))
+            .collect(),
         warnings,
     })
 }

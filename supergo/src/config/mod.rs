@@ -24,6 +24,7 @@ mod tree;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -42,8 +43,9 @@ pub struct Config {
     /// The main file, as given on the command line.
     pub path: PathBuf,
     pub daemon: DaemonConfig,
-    /// Every program, by name.
-    pub programs: BTreeMap<String, ProgramConfig>,
+    /// Every program, by name. Shared (`Arc`): the core's table and each program's worker
+    /// hold the same one, not a copy each (~1 KB per program).
+    pub programs: BTreeMap<String, Arc<ProgramConfig>>,
     /// Things worth telling the operator that do not stop the load (an include pattern that
     /// matched nothing, one found only from the working directory), one line each, naming
     /// the file.
@@ -52,8 +54,8 @@ pub struct Config {
 
 impl Config {
     /// Programs in start order: ascending `priority`, then name.
-    pub fn start_order(&self) -> Vec<&ProgramConfig> {
-        let mut programs: Vec<&ProgramConfig> = self.programs.values().collect();
+    pub fn start_order(&self) -> Vec<&Arc<ProgramConfig>> {
+        let mut programs: Vec<&Arc<ProgramConfig>> = self.programs.values().collect();
         programs.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
         programs
     }

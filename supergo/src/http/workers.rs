@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::parse::Head;
-use super::response::{render, write_by};
+use super::response::write_reply;
 use super::{Handler, MAX_LIFETIME, WRITE_TIMEOUT};
 use crate::reply::Reply;
 
@@ -173,8 +173,9 @@ fn answer(shared: &Shared, job: Job) {
             (conn, reply, keep_alive, head.head_only())
         }
     };
-    let bytes = render(&reply, keep_alive, head_only);
-    let written = write_by(&conn.stream, &bytes, Instant::now() + WRITE_TIMEOUT);
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let written = write_reply(&conn.stream, &reply, keep_alive, head_only, deadline);
+    reply.recycle();
     if written.is_ok() && keep_alive {
         settle.give_back(conn);
     }

@@ -88,7 +88,7 @@ impl LogHub {
                 dropped: AtomicU64::new(pipe.dropped),
             });
             if !pipe.carried.removed {
-                hub.shared.pipes().push((pipe.id, info.clone()));
+                hub.shared.register(pipe.id, info.clone());
             }
             hub.shared.send(Command::Add(Registration {
                 id: pipe.id,

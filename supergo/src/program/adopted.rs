@@ -123,10 +123,12 @@ impl Worker {
 
     /// The status note of an adopted process, while it is the one status shows.
     pub(super) fn annotate(&self, status: &mut ProgramStatus) {
-        if let Some((pid, note)) = &self.adoption.note {
-            if status.pid == pid.as_raw() {
-                status.adopted = Some(note.clone());
-            }
+        let note = match &self.adoption.note {
+            Some((pid, note)) if status.pid == pid.as_raw() => Some(note),
+            _ => None,
+        };
+        if status.adopted.as_ref() != note {
+            status.adopted = note.cloned();
         }
     }
 

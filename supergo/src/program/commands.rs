@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use super::process::StopReason;
 use super::resources::Replacement;
 use super::waiters::Waiter;
-use super::wiring::Command;
+use super::wiring::{Command, Replace};
 use super::worker::Worker;
 use crate::config::ProgramConfig;
 use crate::listener::Listener;
@@ -21,17 +21,20 @@ impl Worker {
             Command::Start(reply) => self.on_start(reply),
             Command::Stop(reply) => self.on_stop(reply),
             Command::Restart(reply) => self.on_restart(reply),
-            Command::Replace {
-                config,
-                listeners,
-                reply,
-            } => self.on_replace(config, listeners, reply),
+            Command::Replace(replace) => {
+                let Replace {
+                    config,
+                    listeners,
+                    reply,
+                } = *replace;
+                self.on_replace(config, listeners, reply)
+            }
             Command::Shutdown(reply) => {
                 self.life.shutting_down = true;
                 self.waiters.stop.extend(reply);
                 self.request_stop();
             }
-            Command::Freeze(order) => self.on_freeze(order),
+            Command::Freeze(order) => self.on_freeze(*order),
         }
     }
 

@@ -100,7 +100,7 @@ pub use adopted_removed::launch_removed;
 pub use process::ready_within;
 pub use resources::SharedConfig;
 pub use restore::RestoredProgram;
-pub use wiring::{Command, Context, Freeze, Frozen};
+pub use wiring::{Command, Context, Freeze, Frozen, Replace};
 
 /// The core's side of a worker.
 pub struct ProgramHandle {

@@ -43,44 +43,64 @@ impl Default for Record {
     }
 }
 
-/// The status to publish: the process shown as the program's, its draining processes, a
-/// handoff in progress, the counters.
-pub(super) fn snapshot(
+/// Updates the published status in place to show the parts as they are now: the process
+/// shown as the program's, its draining processes, a handoff in progress, the counters.
+/// In place, so that a turn of the worker's loop allocates nothing when little changed: the
+/// strings and vectors already there are kept, or reused. `listeners_changed`: the
+/// listener addresses are looked up again (a `getsockname` each for TCP).
+pub(super) fn publish_into(
+    status: &mut ProgramStatus,
     config: &ProgramConfig,
     listeners: &[Arc<Listener>],
+    listeners_changed: bool,
     state: State,
     generations: &Generations,
     record: &Record,
-) -> ProgramStatus {
+) {
     let shown = generations.shown();
-    let mut status = ProgramStatus::new(&config.name);
+    if status.name != config.name {
+        status.name.clone_from(&config.name);
+    }
     status.state = state;
-    if let Some(p) = shown {
-        status.pid = p.pid.as_raw();
-        status.generation = p.generation;
-        status.start_time = p.started.unix_seconds() as u64;
-    } else {
-        status.generation = generations.last;
+    match shown {
+        Some(p) => {
+            status.pid = p.pid.as_raw();
+            status.generation = p.generation;
+            status.start_time = p.started.unix_seconds() as u64;
+        }
+        None => {
+            status.pid = 0;
+            status.generation = generations.last;
+            status.start_time = 0;
+        }
     }
     status.stop_time = status::unix_seconds(record.stop_time) as u64;
-    status.listeners = listeners.iter().map(|l| l.local_addr()).collect();
-    if status.listeners.is_empty() {
-        status.listeners = config.listen_addrs.iter().map(|a| a.to_string()).collect();
+    if listeners_changed {
+        status.listeners = listeners.iter().map(|l| l.local_addr()).collect();
+        if status.listeners.is_empty() {
+            status.listeners = config.listen_addrs.iter().map(|a| a.to_string()).collect();
+        }
     }
-    status.draining = generations
-        .draining
-        .iter()
-        .filter(|p| shown.is_none_or(|s| s.pid != p.pid))
-        .filter_map(|p| {
-            p.stop.as_ref().map(|s| Draining {
-                pid: p.pid.as_raw(),
-                generation: p.generation,
-                since: s.since.unix_seconds(),
-                kill_at: s.kill_at.map(|k| k.unix_seconds()).unwrap_or(0.0),
-                reason: s.reason.as_str(),
-            })
-        })
-        .collect();
+    status.draining.clear();
+    status.draining.extend(
+        generations
+            .draining
+            .iter()
+            .filter(|p| shown.is_none_or(|s| s.pid != p.pid))
+            .filter_map(|p| {
+                p.stop.as_ref().map(|s| Draining {
+                    pid: p.pid.as_raw(),
+                    generation: p.generation,
+                    since: s.since.unix_seconds(),
+                    kill_at: s.kill_at.map(|k| k.unix_seconds()).unwrap_or(0.0),
+                    reason: s.reason.as_str(),
+                })
+            }),
+    );
+    if status.draining.is_empty() {
+        // A handoff's old process drained: its slot need not stay.
+        status.draining = Vec::new();
+    }
     status.handoff = generations.handoff.as_ref().map(|h| Handoff {
         pid: h.process.pid.as_raw(),
         generation: h.process.generation,
@@ -90,8 +110,14 @@ pub(super) fn snapshot(
     status.handoffs = record.handoffs;
     status.failed_handoffs = record.failed_handoffs;
     status.last_handoff_ms = record.last_handoff_ms;
-    status.last_exit = record.last_exit.clone();
-    status.error = record.error.clone();
-    status.status_text = record.status_text.clone();
-    status
+    set_text(&mut status.last_exit, &record.last_exit);
+    set_text(&mut status.error, &record.error);
+    set_text(&mut status.status_text, &record.status_text);
+}
+
+/// `*shown = now.clone()`, without allocating when they are equal already.
+pub(super) fn set_text(shown: &mut Option<String>, now: &Option<String>) {
+    if shown != now {
+        shown.clone_from(now);
+    }
 }

@@ -16,22 +16,30 @@ use crate::reaper::Reaper;
 use crate::reply::Replier;
 use crate::supervisor::CoreMessage;
 
-/// What the core asks of a worker.
+/// What the core asks of a worker. Kept small (the big requests are boxed): crossbeam's
+/// unbounded channel allocates its slots 31 at a time, and the first block stays for as long
+/// as the worker lives; at 56 bytes a command, that block was 2 KB per program.
 pub enum Command {
     Start(Option<Replier>),
     Stop(Option<Replier>),
     /// Restart; the reply comes when the handoff succeeded or failed.
     Restart(Option<Replier>),
     /// `update` changed this program: hand over to a process of the new config.
-    Replace {
-        config: Arc<ProgramConfig>,
-        listeners: Result<Vec<Arc<Listener>>, String>,
-        reply: Option<Replier>,
-    },
+    Replace(Box<Replace>),
     /// Stop everything and end the worker (supergo exits, or `update` removed the program).
     Shutdown(Option<Replier>),
     /// An upgrade in place: write the state, then wait (see `freeze`).
-    Freeze(Freeze),
+    Freeze(Box<Freeze>),
+}
+
+const _: () = assert!(std::mem::size_of::<Command>() <= 24, "keep Command small");
+
+/// `Command::Replace`: the new config, its listeners (or why they could not be bound), and
+/// who waits for the outcome.
+pub struct Replace {
+    pub config: Arc<ProgramConfig>,
+    pub listeners: Result<Vec<Arc<Listener>>, String>,
+    pub reply: Option<Replier>,
 }
 
 /// What a worker shares with the rest of supergo.

@@ -15,7 +15,7 @@ use crate::program;
 impl Supervisor {
     /// Starts the worker of `program` with what adoption left it. Its listeners come from
     /// the pool, which holds the sockets taken back.
-    pub(super) fn add_adopted(&mut self, program: ProgramConfig, adopted: AdoptedProgram) {
+    pub(super) fn add_adopted(&mut self, program: Arc<ProgramConfig>, adopted: AdoptedProgram) {
         let name = program.name.clone();
         let listeners = match adopted.start_after.filter(|_| adopted.serving.is_none()) {
             // Binding now would fail: that process holds the socket.
@@ -27,7 +27,7 @@ impl Supervisor {
                 .pool
                 .acquire_all(&program.listen_addrs, program.socket_mode),
         };
-        match program::launch_adopted(Arc::new(program), listeners, self.ctx.clone(), adopted) {
+        match program::launch_adopted(program, listeners, self.ctx.clone(), adopted) {
             Ok(handle) => {
                 self.programs.insert(name, handle);
             }

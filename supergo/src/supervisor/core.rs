@@ -48,7 +48,9 @@ impl Supervisor {
     /// `new`, taking over first what a supergo that died left running (`adopt::startup`):
     /// a program whose process was adopted, or that waits for one to exit, is not started.
     pub fn adopting(config: Config, ctx: Arc<Context>, mut adoption: Adoption) -> Supervisor {
-        deadline::cover(deadline::answers_within(config.programs.values()));
+        deadline::cover(deadline::answers_within(
+            config.programs.values().map(Arc::as_ref),
+        ));
         let mut supervisor = Supervisor {
             config: config.clone(),
             programs: BTreeMap::new(),
@@ -84,7 +86,9 @@ impl Supervisor {
         supervisor.retire_removed(std::mem::take(&mut adoption.removed));
         let watched = service_manager::watch(supervisor.programs.values());
         start_by_priority(groups, supervisor.initial_start_sent.clone(), move || {
-            service_manager::after_initial_start(watched)
+            service_manager::after_initial_start(watched);
+            // The spawns' transient allocations are freed: give the whole free pages back.
+            crate::memory::trim();
         });
         supervisor
     }
@@ -93,7 +97,7 @@ impl Supervisor {
     /// worker and, with `autostart` and `start_now`, the program.
     pub(super) fn add_program(
         &mut self,
-        program: ProgramConfig,
+        program: Arc<ProgramConfig>,
         reply: Option<Replier>,
         start_now: bool,
     ) {
@@ -101,7 +105,7 @@ impl Supervisor {
         let autostart = program.autostart;
         let listeners = self.acquire_listeners(&program);
         let listen_failed = listeners.is_err();
-        match program::launch(Arc::new(program), listeners, self.ctx.clone()) {
+        match program::launch(program, listeners, self.ctx.clone()) {
             Ok(handle) => {
                 if !start_now {
                     // The caller starts it (in priority order).

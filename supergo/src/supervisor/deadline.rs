@@ -102,7 +102,7 @@ ready_timeout = 60
         assert_eq!(worker_answer_within(web), Duration::from_secs(10 + 2 + 60));
         assert_eq!(worker_answer_within(api), Duration::from_secs(5 + 120 + 60));
         assert_eq!(
-            answers_within(config.programs.values()),
+            answers_within(config.programs.values().map(std::sync::Arc::as_ref)),
             Duration::from_secs(185)
         );
         assert_eq!(first_start_within(api), Duration::from_secs(120));

@@ -8,9 +8,9 @@
 //! last-resort deadline, so that no request goes unanswered until supergo exits.
 //!
 //! Parts: `core` (the table, the loop, supergo's signals), `request` (what reaches the
-//! core, and `ask`), `requests` (how the core answers each), `update` (reread and
-//! update), `shutdown`, `gather` (the starter and collector threads), `deadline`
-//! (how long is too long) and `adopting` (workers for what a dead supergo left running);
+//! core, and `ask`), `requests` (how the core answers each; `status_answer` writes
+//! `GET /status`), `update` (reread and update), `shutdown`, `gather` (the starter and
+//! collector threads), `deadline` (how long is too long) and `adopting` (workers for what a dead supergo left running);
 //! for a container's entrypoint and a systemd service (issue 16), `essential` (the end of an
 //! essential program ends supergo) and `service_manager` (what supergo tells systemd, and
 //! when).
@@ -32,6 +32,7 @@ mod requests;
 pub mod restore;
 mod service_manager;
 mod shutdown;
+mod status_answer;
 mod update;
 mod upgrade;
 mod upgrade_exec;

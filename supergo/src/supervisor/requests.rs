@@ -3,7 +3,7 @@
 //! answers go straight to the client, or through a collector for `all`.
 
 use crossbeam_channel::bounded;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::core::Supervisor;
 use super::deadline;
@@ -19,15 +19,12 @@ impl Supervisor {
     pub(super) fn handle(&mut self, request: Request, reply: Replier) {
         match request {
             Request::Status => {
-                let data: Vec<Value> = self
-                    .snapshots()
-                    .into_iter()
-                    .map(|status| serde_json::to_value(status).unwrap_or(Value::Null))
-                    .collect();
-                let _ = reply.send(Reply::ok(
-                    format!("{} program(s)", data.len()),
-                    Value::Array(data),
-                ));
+                // Serialized straight from each published snapshot into a reused buffer
+                // (see `status_answer`): nothing is copied per program.
+                let mut body = crate::reply::buffer();
+                let outputs = self.ctx.logs.output_index();
+                super::status_answer::write(&mut body, &self.published(), &outputs);
+                let _ = reply.send(Reply::json(body));
             }
             Request::Metrics => {
                 let text = crate::metrics::render(&self.snapshots()) + &self.upgrade_metrics();
@@ -88,17 +85,26 @@ impl Supervisor {
         }
     }
 
-    /// Every program's published status, as of now, by name.
+    /// Every program's published status, by name.
     /// Programs removed by `update` whose processes still drain come last, so that their
     /// draining processes stay visible until they are gone.
-    pub(super) fn snapshots(&self) -> Vec<crate::status::ProgramStatus> {
+    fn published(&self) -> Vec<&crate::status::SharedStatus> {
         let retiring = self.retiring.iter().filter(|h| !h.thread.is_finished());
-        let mut all: Vec<_> = self
-            .programs
+        self.programs
             .values()
             .chain(retiring)
-            .map(|h| {
-                h.status
+            .map(|h| &h.status)
+            .collect()
+    }
+
+    /// Every program's published status, as of now, by name (as `published`), with its
+    /// output counters.
+    pub(super) fn snapshots(&self) -> Vec<crate::status::ProgramStatus> {
+        let mut all: Vec<_> = self
+            .published()
+            .into_iter()
+            .map(|status| {
+                status
                     .lock()
                     .map(|s| s.at_now())
                     .unwrap_or_else(|p| p.into_inner().at_now())

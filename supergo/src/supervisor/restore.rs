@@ -230,7 +230,7 @@ impl Supervisor {
             running
                 .iter()
                 .map(|c| c.as_ref())
-                .chain(config.programs.values()),
+                .chain(config.programs.values().map(Arc::as_ref)),
         ));
         Supervisor {
             config,

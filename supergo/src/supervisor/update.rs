@@ -14,7 +14,7 @@ use super::gather::collect;
 use super::service_manager;
 use crate::config::{self, Config, ProgramConfig};
 use crate::manager_notify;
-use crate::program::Command;
+use crate::program::{Command, Replace};
 use crate::reply::{Replier, Reply};
 use crate::status::SharedStatus;
 use crate::{error, info, warn};
@@ -89,7 +89,7 @@ impl Supervisor {
             running
                 .iter()
                 .map(|c| c.as_ref())
-                .chain(new.programs.values()),
+                .chain(new.programs.values().map(Arc::as_ref)),
         );
         deadline::cover(within);
         let mut pending = Vec::new();
@@ -113,16 +113,16 @@ impl Supervisor {
                 .ctx
                 .pool
                 .acquire_all(&program.listen_addrs, program.socket_mode);
-            let program = Arc::new(program.clone());
+            let program = program.clone();
             let (tx, rx) = bounded(1);
-            let _ = handle.commands.send(Command::Replace {
+            let _ = handle.commands.send(Command::Replace(Box::new(Replace {
                 config: program,
                 listeners,
                 reply: Some(tx),
-            });
+            })));
             pending.push((name.clone(), "changed", rx));
         }
-        let mut inserts: Vec<&ProgramConfig> = diff
+        let mut inserts: Vec<&Arc<ProgramConfig>> = diff
             .inserts
             .iter()
             .filter_map(|n| new.programs.get(n))
