@@ -52,6 +52,7 @@ pub fn tune_or_reexec() {
     }
     if let Some(mark) = std::env::var_os(MARK) {
         restore_env(&mark);
+        restore_name();
         return;
     }
     let theirs = std::env::var_os(TUNABLES);
@@ -104,6 +105,21 @@ fn restore_env(mark: &OsStr) {
         None => std::env::remove_var(TUNABLES),
     }
     std::env::remove_var(MARK);
+}
+
+/// The exec through /proc/self/exe named the process "exe" (the kernel takes the name from
+/// the path executed): it gets the name it had, the base name of argv[0] (`ps`, `pgrep
+/// supergo` and systemd's logs show it).
+fn restore_name() {
+    let Some(argv0) = std::env::args_os().next() else {
+        return;
+    };
+    let base = argv0.as_bytes().rsplit(|&b| b == b'/').next().unwrap_or_default();
+    // The kernel keeps 15 bytes of a name.
+    let base = &base[..base.len().min(15)];
+    if let Ok(name) = std::ffi::CString::new(base) {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
 }
 
 /// execve(/proc/self/exe, argv, environ): the same binary (even if its file was replaced
