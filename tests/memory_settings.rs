@@ -26,7 +26,9 @@ fn a_child_sees_no_tunables_of_supergos_own() {
         .keys()
         .collect();
     assert!(
-        !names.iter().any(|n| n.starts_with("GLIBC_TUNABLES") || n.starts_with("SUPERGO_MALLOC")),
+        !names
+            .iter()
+            .any(|n| n.starts_with("GLIBC_TUNABLES") || n.starts_with("SUPERGO_MALLOC")),
         "{names:?}"
     );
 }

@@ -114,7 +114,11 @@ fn restore_name() {
     let Some(argv0) = std::env::args_os().next() else {
         return;
     };
-    let base = argv0.as_bytes().rsplit(|&b| b == b'/').next().unwrap_or_default();
+    let base = argv0
+        .as_bytes()
+        .rsplit(|&b| b == b'/')
+        .next()
+        .unwrap_or_default();
     // The kernel keeps 15 bytes of a name.
     let base = &base[..base.len().min(15)];
     if let Ok(name) = std::ffi::CString::new(base) {
@@ -131,7 +135,13 @@ fn exec_self(argv: &[OsString]) -> String {
         return "an argument holds a NUL byte".to_string();
     };
     let env: Option<Vec<CString>> = std::env::vars_os()
-        .map(|(k, v)| to_c(&[k.as_os_str(), OsStr::new("="), &v].into_iter().collect::<OsString>()))
+        .map(|(k, v)| {
+            to_c(
+                &[k.as_os_str(), OsStr::new("="), &v]
+                    .into_iter()
+                    .collect::<OsString>(),
+            )
+        })
         .collect();
     let Some(env) = env else {
         return "an environment variable holds a NUL byte".to_string();
@@ -181,11 +191,17 @@ mod tests {
         );
         assert_eq!(
             tuned(Some("glibc.malloc.tcache_count=7")),
-            Some("glibc.malloc.tcache_count=7:glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0".into())
+            Some(
+                "glibc.malloc.tcache_count=7:glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0"
+                    .into()
+            )
         );
         assert_eq!(
             tuned(Some("glibc.rtld.optional_static_tls=512")),
-            Some("glibc.rtld.optional_static_tls=512:glibc.malloc.tcache_count=0:glibc.rtld.nns=1".into())
+            Some(
+                "glibc.rtld.optional_static_tls=512:glibc.malloc.tcache_count=0:glibc.rtld.nns=1"
+                    .into()
+            )
         );
         assert_eq!(tuned(Some(&all)), None);
     }

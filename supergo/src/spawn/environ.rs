@@ -84,8 +84,13 @@ pub(super) fn build(req: &SpawnRequest<'_>, user: Option<&User>) -> Result<Envir
     let kept = base.iter().filter(|(k, _)| !is_set(k));
     let mut env = Environ {
         bytes: Vec::with_capacity(
-            base.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
-                + sets.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+            base.iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+                + sets
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 2)
+                    .sum::<usize>()
                 + PID_SLOT_DIGITS
                 + 16,
         ),
