@@ -16,6 +16,7 @@ mod exit_status;
 mod handover;
 mod lifecycle;
 mod logs;
+mod memory_settings;
 mod notify_hardening;
 mod readiness;
 mod regressions;

@@ -52,6 +52,7 @@ pub fn tune_or_reexec() {
     }
     if let Some(mark) = std::env::var_os(MARK) {
         restore_env(&mark);
+        restore_name();
         return;
     }
     let theirs = std::env::var_os(TUNABLES);
@@ -106,6 +107,25 @@ fn restore_env(mark: &OsStr) {
     std::env::remove_var(MARK);
 }
 
+/// The exec through /proc/self/exe named the process "exe" (the kernel takes the name from
+/// the path executed): it gets the name it had, the base name of argv[0] (`ps`, `pgrep
+/// supergo` and systemd's logs show it).
+fn restore_name() {
+    let Some(argv0) = std::env::args_os().next() else {
+        return;
+    };
+    let base = argv0
+        .as_bytes()
+        .rsplit(|&b| b == b'/')
+        .next()
+        .unwrap_or_default();
+    // The kernel keeps 15 bytes of a name.
+    let base = &base[..base.len().min(15)];
+    if let Ok(name) = std::ffi::CString::new(base) {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
+}
+
 /// execve(/proc/self/exe, argv, environ): the same binary (even if its file was replaced
 /// meanwhile), the same pid and fds. Returns the error when it fails.
 fn exec_self(argv: &[OsString]) -> String {
@@ -115,7 +135,13 @@ fn exec_self(argv: &[OsString]) -> String {
         return "an argument holds a NUL byte".to_string();
     };
     let env: Option<Vec<CString>> = std::env::vars_os()
-        .map(|(k, v)| to_c(&[k.as_os_str(), OsStr::new("="), &v].into_iter().collect::<OsString>()))
+        .map(|(k, v)| {
+            to_c(
+                &[k.as_os_str(), OsStr::new("="), &v]
+                    .into_iter()
+                    .collect::<OsString>(),
+            )
+        })
         .collect();
     let Some(env) = env else {
         return "an environment variable holds a NUL byte".to_string();
@@ -165,11 +191,17 @@ mod tests {
         );
         assert_eq!(
             tuned(Some("glibc.malloc.tcache_count=7")),
-            Some("glibc.malloc.tcache_count=7:glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0".into())
+            Some(
+                "glibc.malloc.tcache_count=7:glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0"
+                    .into()
+            )
         );
         assert_eq!(
             tuned(Some("glibc.rtld.optional_static_tls=512")),
-            Some("glibc.rtld.optional_static_tls=512:glibc.malloc.tcache_count=0:glibc.rtld.nns=1".into())
+            Some(
+                "glibc.rtld.optional_static_tls=512:glibc.malloc.tcache_count=0:glibc.rtld.nns=1"
+                    .into()
+            )
         );
         assert_eq!(tuned(Some(&all)), None);
     }

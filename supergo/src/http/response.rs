@@ -159,8 +159,14 @@ mod tests {
             (&client).read_to_end(&mut got).expect("read");
             got
         });
-        write_reply(&server, &reply, false, false, Instant::now() + std::time::Duration::from_secs(10))
-            .expect("written");
+        write_reply(
+            &server,
+            &reply,
+            false,
+            false,
+            Instant::now() + std::time::Duration::from_secs(10),
+        )
+        .expect("written");
         drop(server);
         let got = reader.join().expect("reader");
         assert_eq!(got, expected);

@@ -160,7 +160,10 @@ mod tests {
         let index = OutputIndex::new(pipes.lock().expect("not poisoned"));
         let streams = |program: &str| -> Vec<(String, u64)> {
             let outputs = index.of(program).to_vec();
-            outputs.into_iter().map(|o| (o.stream, o.bytes_written)).collect()
+            outputs
+                .into_iter()
+                .map(|o| (o.stream, o.bytes_written))
+                .collect()
         };
         let web = vec![("stderr".to_string(), 7), ("stdout".to_string(), 5)];
         // In name order (the cursor), then out of order (binary search), and again.

@@ -126,7 +126,7 @@ fn setup(p: &mut Prepared) -> Result<(), Failure> {
         switch_identity(id)?;
     }
     if let Some(index) = p.listen_pid_slot {
-        write_pid(&mut p.envp[index], unsafe { libc::getpid() });
+        write_pid(&mut p.envp[index..], unsafe { libc::getpid() });
     }
     Ok(())
 }

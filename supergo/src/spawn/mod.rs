@@ -3,8 +3,8 @@
 //! through their pidfds.
 //!
 //! The parts, in the order a spawn goes through them:
-//! - [`prepare`] (`prepare.rs`, `identity.rs`): everything that allocates or can fail: argv,
-//!   envp, the resolved executable, opened stdio targets, uid/gid/groups looked up by name
+//! - [`prepare`] (`prepare.rs`, `identity.rs`, `environ.rs`): everything that allocates or
+//!   can fail: argv, envp, the resolved executable, opened stdio targets, uid/gid/groups looked up by name
 //!   (outside any lock: a slow NSS look-up delays only its own program), the rlimit plan;
 //! - [`clone_child`] (`clone.rs`, `stack.rs`): the clone itself, on a stack of its own with a
 //!   guard page, with every signal blocked, and the exec-error pipe and pidfd it returns;
@@ -37,6 +37,7 @@
 
 mod child;
 mod clone;
+mod environ;
 mod error;
 mod identity;
 mod prepare;

@@ -18,8 +18,8 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::sys::resource::Resource;
 use nix::sys::stat::Mode;
-use nix::unistd::User;
 
+use super::environ;
 use super::error::{cstring, fail, SpawnError};
 use super::identity::{lookup_identity, rlimit_plan, Identity};
 use crate::config::ProgramConfig;
@@ -27,17 +27,6 @@ use crate::listener::Listener;
 
 /// Digits reserved for the pid in `LISTEN_PID=`: more than any Linux pid (at most 2^22).
 pub(super) const PID_SLOT_DIGITS: usize = 20;
-
-/// Variables supergo sets itself; inherited copies (supergo may itself be socket-activated)
-/// are removed so that a child never sees a stale value.
-const OWN_VARIABLES: [&str; 6] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "SUPERGO_PROGRAM",
-    "SUPERGO_GENERATION",
-];
 
 /// What to start, for one generation of one program.
 pub struct SpawnRequest<'a> {
@@ -57,10 +46,11 @@ pub struct Prepared {
     pub(super) directory: CString,
     pub(super) argv: Vec<CString>,
     pub(super) argv_ptrs: Vec<*const libc::c_char>,
-    /// Each entry NUL-terminated. Kept as byte vectors so the child can write its pid
-    /// into the `LISTEN_PID=` entry without allocating.
-    pub(super) envp: Vec<Vec<u8>>,
+    /// Every entry, NUL-terminated, in one buffer (see `environ`); kept as bytes so the
+    /// child can write its pid into the `LISTEN_PID=` entry without allocating.
+    pub(super) envp: Vec<u8>,
     pub(super) envp_ptrs: Vec<*const libc::c_char>,
+    /// Where the `LISTEN_PID=` entry starts in `envp`.
     pub(super) listen_pid_slot: Option<usize>,
     pub(super) stdin: File,
     pub(super) stdout: OwnedFd,
@@ -87,10 +77,14 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
         .first()
         .ok_or_else(|| fail(format!("{name}: empty command")))?;
     let identity = lookup_identity(config)?;
-    let env = build_env(&req, identity.as_ref().map(|(_, user)| user));
+    let env = environ::build(&req, identity.as_ref().map(|(_, user)| user)).map_err(|key| {
+        fail(format!(
+            "{name}: environment variable {key} contains a NUL byte"
+        ))
+    })?;
     let path_var = env
-        .iter()
-        .find_map(|(k, v)| (k == "PATH").then(|| v.clone()))
+        .path
+        .clone()
         .or_else(|| std::env::var_os("PATH"))
         .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     let executable = resolve_executable(argv0, &config.directory, &path_var)
@@ -105,27 +99,12 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
         .iter()
         .map(|a| cstring(a.as_bytes(), name, "an argument"))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut envp = Vec::with_capacity(env.len() + 4);
-    for (key, value) in &env {
-        let mut entry = key.as_bytes().to_vec();
-        entry.push(b'=');
-        entry.extend_from_slice(value.as_bytes());
-        if entry.contains(&0) {
-            return Err(fail(format!(
-                "{name}: environment variable {} contains a NUL byte",
-                key.to_string_lossy()
-            )));
-        }
-        entry.push(0);
-        envp.push(entry);
-    }
-    let mut listen_pid_slot = None;
-    if !req.listeners.is_empty() {
-        listen_pid_slot = Some(envp.len());
-        let mut slot = b"LISTEN_PID=".to_vec();
-        slot.extend(std::iter::repeat_n(0u8, PID_SLOT_DIGITS + 1));
-        envp.push(slot);
-    }
+    let environ::Environ {
+        bytes: envp,
+        starts: envp_starts,
+        listen_pid: listen_pid_slot,
+        ..
+    } = env;
 
     let mut prepared = Prepared {
         program: name.clone(),
@@ -159,57 +138,14 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
     };
     prepared.argv_ptrs = prepared.argv.iter().map(|a| a.as_ptr()).collect();
     prepared.argv_ptrs.push(std::ptr::null());
-    prepared.envp_ptrs = prepared
-        .envp
-        .iter_mut()
-        .map(|e| e.as_mut_ptr() as *const libc::c_char)
+    let base = prepared.envp.as_mut_ptr();
+    prepared.envp_ptrs = envp_starts
+        .iter()
+        // SAFETY: every start is an offset inside `envp`, which is not resized again.
+        .map(|&start| unsafe { base.add(start) } as *const libc::c_char)
         .collect();
     prepared.envp_ptrs.push(std::ptr::null());
     Ok(prepared)
-}
-
-/// The environment: supergo's own (unless `clear_env`), then the user's identity, then
-/// `environment`, then the protocol variables.
-fn build_env(req: &SpawnRequest<'_>, user: Option<&User>) -> Vec<(OsString, OsString)> {
-    let config = req.config;
-    let mut env: Vec<(OsString, OsString)> = if config.clear_env {
-        Vec::new()
-    } else {
-        std::env::vars_os()
-            .filter(|(k, _)| !OWN_VARIABLES.iter().any(|own| k == OsStr::new(own)))
-            .collect()
-    };
-    let mut set = |key: &str, value: OsString| {
-        env.retain(|(k, _)| k != OsStr::new(key));
-        env.push((OsString::from(key), value));
-    };
-    if let Some(user) = user {
-        set("HOME", user.dir.clone().into_os_string());
-        set("USER", OsString::from(&user.name));
-        set("LOGNAME", OsString::from(&user.name));
-    }
-    for (key, value) in &config.environment {
-        set(key, OsString::from(value));
-    }
-    if !req.listeners.is_empty() {
-        set(
-            "LISTEN_FDS",
-            OsString::from(req.listeners.len().to_string()),
-        );
-        set(
-            "LISTEN_FDNAMES",
-            OsString::from(config.listen_names.join(":")),
-        );
-    }
-    if let Some(path) = req.notify_socket {
-        set("NOTIFY_SOCKET", path.as_os_str().to_os_string());
-    }
-    set("SUPERGO_PROGRAM", OsString::from(&config.name));
-    set(
-        "SUPERGO_GENERATION",
-        OsString::from(req.generation.to_string()),
-    );
-    env
 }
 
 /// A first word without `/` is looked up in PATH; a relative path is taken from the

@@ -88,9 +88,9 @@ fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &[u8], value: &T) {
 
 #[cfg(test)]
 mod tests {
-    use crate::status::{Draining, Handoff, State};
     use super::*;
     use crate::logs::LogHub;
+    use crate::status::{Draining, Handoff, State};
     use std::sync::{Arc, Mutex};
 
     fn busy_status() -> ProgramStatus {

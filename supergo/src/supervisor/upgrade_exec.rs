@@ -199,7 +199,11 @@ impl Supervisor {
                 answer: answer.clone(),
                 release: release.clone(),
             };
-            if handle.commands.send(Command::Freeze(Box::new(order))).is_ok() {
+            if handle
+                .commands
+                .send(Command::Freeze(Box::new(order)))
+                .is_ok()
+            {
                 asked += 1;
             } else {
                 gone.push(name.clone());
