@@ -152,10 +152,11 @@ fn pidfds_of(pid: i32) -> usize {
 fn non_socket_fds_of(pid: i32) -> usize {
     fd_targets(pid)
         .iter()
-        // Not the state file's temp file, which its writer thread holds open for a moment
-        // after each change of the process table (issue 15).
+        // Not the state file, which its writer thread holds open for a moment after each
+        // change of the process table (issue 15): under its temp name while it writes, under
+        // the final name once renamed, until it closes it.
         .filter(|t| !t.starts_with("socket:"))
-        .filter(|t| !(t.ends_with(".tmp") && t.contains(".state.")))
+        .filter(|t| !t.contains(".state"))
         .count()
 }
 
