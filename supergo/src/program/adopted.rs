@@ -290,10 +290,7 @@ pub(super) fn start(
     prepare(&mut worker);
     worker.publish();
     worker.waiters.flush();
-    let thread = std::thread::Builder::new()
-        .name(format!("program {}", config.name))
-        .stack_size(128 * 1024)
-        .spawn(move || worker.run())?;
+    let thread = worker.start()?;
     Ok(ProgramHandle {
         config: shared_config,
         commands: commands_tx,

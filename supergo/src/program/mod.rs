@@ -138,11 +138,7 @@ pub fn launch(
         commands_rx,
         status.clone(),
     );
-    let thread = std::thread::Builder::new()
-        .name(format!("program {}", config.name))
-        // Workers keep little on their stack; a small stack keeps 1000 programs cheap.
-        .stack_size(128 * 1024)
-        .spawn(move || worker.run())?;
+    let thread = worker.start()?;
     Ok(ProgramHandle {
         config: shared_config,
         commands: commands_tx,

@@ -206,10 +206,7 @@ impl RestoredProgram {
         worker.gens = gens;
         worker.watch_handed_over(adopted_note);
         worker.publish();
-        let thread = std::thread::Builder::new()
-            .name(format!("program {name}"))
-            .stack_size(128 * 1024)
-            .spawn(move || worker.run())?;
+        let thread = worker.start()?;
         Ok(ProgramHandle {
             config: shared_config,
             commands: commands_tx,

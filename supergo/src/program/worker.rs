@@ -99,6 +99,15 @@ impl Worker {
         self.resources.name()
     }
 
+    /// Starts the worker's thread (a new program, an adopted one, one restored by an upgrade).
+    pub fn start(self: Box<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("program {}", self.name()))
+            // Workers keep little on their stack; a small stack keeps 1000 programs cheap.
+            .stack_size(128 * 1024)
+            .spawn(move || self.run())
+    }
+
     pub fn run(mut self: Box<Self>) {
         // A program that could not bind its listeners is Fatal before its first turn.
         self.report_if_ended(None);
