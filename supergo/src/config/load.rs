@@ -7,7 +7,7 @@
 //! `section::Section` with typed getters, so every error names the file, the line, the
 //! program and the key. The first error ends the load: a config is used whole or not at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -221,8 +221,10 @@ fn token(s: &Section) -> Result<Option<String>, ConfigError> {
 #[derive(Default)]
 struct Programs {
     by_name: BTreeMap<String, ProgramConfig>,
-    /// Which program holds each address: two processes cannot both bind it.
-    claimed: Vec<(ListenAddr, String)>,
+    /// Which program holds each address: two processes cannot both bind it. By TCP port
+    /// and by unix path, so that a config of 1000 programs is not checked pair by pair (a
+    /// half-million path comparisons took ~30 ms of every load, at start and at reread).
+    claimed: HashMap<ClaimKey, Vec<(ListenAddr, String)>>,
 }
 
 impl Programs {
@@ -259,7 +261,8 @@ impl Programs {
             )));
         }
         for addr in &config.listen_addrs {
-            if let Some((_, owner)) = self.claimed.iter().find(|(other, _)| conflict(addr, other)) {
+            let same_key = self.claimed.get(&ClaimKey::of(addr)).into_iter().flatten();
+            if let Some((_, owner)) = same_key.clone().find(|(other, _)| conflict(addr, other)) {
                 let origin = self
                     .by_name
                     .get(owner)
@@ -269,14 +272,30 @@ impl Programs {
                 return Err(s.key_error("listen_addrs", message));
             }
         }
-        self.claimed.extend(
-            config
-                .listen_addrs
-                .iter()
-                .map(|addr| (addr.clone(), config.name.clone())),
-        );
+        for addr in &config.listen_addrs {
+            self.claimed
+                .entry(ClaimKey::of(addr))
+                .or_default()
+                .push((addr.clone(), config.name.clone()));
+        }
         self.by_name.insert(config.name.clone(), config);
         Ok(())
+    }
+}
+
+/// What two conflicting addresses share (see `conflict`): a TCP port, or a unix path.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum ClaimKey {
+    Port(u16),
+    Path(PathBuf),
+}
+
+impl ClaimKey {
+    fn of(addr: &ListenAddr) -> ClaimKey {
+        match addr {
+            ListenAddr::Tcp(a) => ClaimKey::Port(a.port()),
+            ListenAddr::Unix(path) => ClaimKey::Path(path.clone()),
+        }
     }
 }
 
