@@ -20,6 +20,20 @@ pub struct ToStart {
     pub name: String,
     pub commands: Sender<Command>,
     pub within: Duration,
+    /// Its start was sent already, as soon as its worker existed (the first priority's
+    /// programs: see `Supervisor::adopting`): the answer comes here.
+    pub sent: Option<Receiver<Reply>>,
+}
+
+impl ToStart {
+    /// Sends the start now, and keeps where its answer will come.
+    pub fn send_now(mut self) -> ToStart {
+        let (tx, rx) = bounded(1);
+        if self.commands.send(Command::Start(Some(tx))).is_ok() {
+            self.sent = Some(rx);
+        }
+        self
+    }
 }
 
 /// Starts programs in ascending `priority`, in a thread of its own: every program of one
@@ -46,10 +60,12 @@ pub fn start_by_priority(
                 let started = Instant::now();
                 let waits: Vec<(ToStart, Receiver<Reply>)> = group
                     .into_iter()
-                    .filter_map(|program| {
-                        let (tx, rx) = bounded(1);
-                        let sent = program.commands.send(Command::Start(Some(tx)));
-                        sent.ok().map(|()| (program, rx))
+                    .filter_map(|mut program| {
+                        if program.sent.is_none() {
+                            program = program.send_now();
+                        }
+                        let rx = program.sent.take()?;
+                        Some((program, rx))
                     })
                     .collect();
                 if Some(priority) == last {
