@@ -66,6 +66,8 @@ Options:
   --shape SHAPE      footprint, scale: `realistic` (default; a unix-socket listener and a
                      stdout log file per program; footprint restarts a tenth of them and
                      reads the status before measuring) or `sleep` (bare `sleep` programs)
+  --supergo PATH     the supergo binary to run (default: target/release/supergo), e.g. the
+                     static build of bench/tools/static-build.sh
   --baseline PATH    footprint, scale: an earlier result file; its supergo figures are
                      shown beside the targets as `before`
   --programs N       scale: programs (default 1000); churn: programs (default 10)
@@ -98,6 +100,7 @@ pub struct Options {
     pub ready_timeout: f64,
     pub shape: scenarios::Shape,
     pub baseline: Option<PathBuf>,
+    pub supergo: Option<PathBuf>,
 }
 
 /// What every scenario gets.
@@ -120,7 +123,7 @@ fn main() -> ExitCode {
         eprintln!("bench: error: {e}");
         return ExitCode::from(1);
     }
-    let paths = match Paths::find() {
+    let mut paths = match Paths::find() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("bench: error: {e}");
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    paths.supergo_binary = opts.supergo.clone();
     let installed = Installed::detect();
     let ctx = Ctx {
         opts,
@@ -272,6 +276,7 @@ fn parse(raw: Vec<std::ffi::OsString>, paths: &Paths) -> Result<Option<Options>,
                 .unwrap_or_else(|| "realistic".into()),
         )?,
         baseline: args.opt_value_from_str("--baseline").map_err(e)?,
+        supergo: args.opt_value_from_str("--supergo").map_err(e)?,
     };
     let rest = args.finish();
     if !rest.is_empty() {

@@ -17,6 +17,9 @@ pub struct Paths {
     pub target_dir: PathBuf,
     /// The workspace root (the parent of `target`), for `go-example/`.
     pub root: PathBuf,
+    /// `--supergo PATH`: the supergo binary to measure instead of `target/release/supergo`
+    /// (e.g. a static build, `bench/tools/static-build.sh`).
+    pub supergo_binary: Option<PathBuf>,
 }
 
 impl Paths {
@@ -40,6 +43,7 @@ impl Paths {
             profile_dir,
             target_dir,
             root,
+            supergo_binary: None,
         })
     }
 
@@ -57,7 +61,11 @@ impl Paths {
     }
 
     pub fn supergo(&self) -> Result<PathBuf, String> {
-        self.binary("supergo")
+        match &self.supergo_binary {
+            Some(p) if p.is_file() => Ok(p.clone()),
+            Some(p) => Err(format!("--supergo {}: no such file", p.display())),
+            None => self.binary("supergo"),
+        }
     }
 
     pub fn supergoctl(&self) -> Result<PathBuf, String> {
