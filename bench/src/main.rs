@@ -66,8 +66,8 @@ Options:
   --shape SHAPE      footprint, scale: `realistic` (default; a unix-socket listener and a
                      stdout log file per program; footprint restarts a tenth of them and
                      reads the status before measuring) or `sleep` (bare `sleep` programs)
-  --supergo PATH     the supergo binary to run (default: target/release/supergo), e.g. the
-                     static build of bench/tools/static-build.sh
+  --supergo PATH     the supergo binary to run (default: target/release/supergo), e.g. an
+                     earlier build for a before/after
   --baseline PATH    footprint, scale: an earlier result file; its supergo figures are
                      shown beside the targets as `before`
   --programs N       scale: programs (default 1000); churn: programs (default 10)

@@ -18,7 +18,7 @@ pub struct Paths {
     /// The workspace root (the parent of `target`), for `go-example/`.
     pub root: PathBuf,
     /// `--supergo PATH`: the supergo binary to measure instead of `target/release/supergo`
-    /// (e.g. a static build, `bench/tools/static-build.sh`).
+    /// (an earlier build, say, for a before/after).
     pub supergo_binary: Option<PathBuf>,
 }
 
