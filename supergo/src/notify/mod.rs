@@ -279,6 +279,41 @@ mod tests {
         }
     }
 
+    /// Sockets dropped among others leave the set without disturbing the rest: each
+    /// remaining socket is still read, by its own reader (the poller pairs poll results and
+    /// readers by position, and the dropped ones leave the middle of the list).
+    #[test]
+    fn dropping_some_sockets_leaves_the_others_read() {
+        let mut sockets: Vec<Option<NotifySocket>> = (0..12)
+            .map(|i| Some(NotifySocket::bind(&format!("mixed-{i}")).expect("bind a notify socket")))
+            .collect();
+        let mut dropped = Vec::new();
+        for slot in sockets.iter_mut().skip(1).step_by(3) {
+            let notify = slot.take().expect("not dropped yet");
+            dropped.push(notify.receiver().clone());
+        }
+        for receiver in &dropped {
+            match receiver.recv_timeout(Duration::from_secs(5)) {
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
+                other => panic!("a dropped socket's reader should have ended, got {other:?}"),
+            }
+        }
+        for (i, notify) in sockets.iter().enumerate() {
+            if let Some(notify) = notify {
+                send(notify, format!("STATUS=still {i}").as_bytes());
+            }
+        }
+        for (i, notify) in sockets.iter().enumerate() {
+            if let Some(notify) = notify {
+                let note = notify
+                    .receiver()
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("a notification");
+                assert_eq!(note.status, Some(format!("still {i}")));
+            }
+        }
+    }
+
     /// A flood stops at `QUEUE_LIMIT` notifications waiting for the worker; a barrier sent
     /// after it is released once every datagram before it has been read.
     #[test]

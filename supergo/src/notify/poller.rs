@@ -35,11 +35,15 @@ struct Poller {
     wake: OwnedFd,
 }
 
-static POLLER: OnceLock<Result<Poller, String>> = OnceLock::new();
+/// Set once the thread runs. A start that failed (no thread could be made just then) is
+/// not kept: the next program's socket tries again, as each socket's own thread used to.
+static POLLER: OnceLock<Poller> = OnceLock::new();
+/// Held while the thread is being started, so that only one is.
+static STARTING: Mutex<()> = Mutex::new(());
 
 /// Starts reading `reader`'s socket (the thread starts with the first one).
 pub(super) fn watch(reader: Reader) -> Result<(), String> {
-    let poller = POLLER.get_or_init(start).as_ref().map_err(Clone::clone)?;
+    let poller = poller()?;
     poller
         .incoming
         .lock()
@@ -48,6 +52,19 @@ pub(super) fn watch(reader: Reader) -> Result<(), String> {
     // EAGAIN (full pipe) is fine: a wake-up is pending already.
     let _ = unistd::write(&poller.wake, &[1]);
     Ok(())
+}
+
+/// The running thread's way in, starting it if needed.
+fn poller() -> Result<&'static Poller, String> {
+    if let Some(poller) = POLLER.get() {
+        return Ok(poller);
+    }
+    let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(poller) = POLLER.get() {
+        return Ok(poller);
+    }
+    let poller = start()?;
+    Ok(POLLER.get_or_init(|| poller))
 }
 
 fn start() -> Result<Poller, String> {
@@ -70,7 +87,9 @@ fn run(wake: OwnedFd) {
     let mut buffers = Buffers::new();
     let mut ready: Vec<bool> = Vec::new();
     loop {
-        if let Some(poller) = POLLER.get().and_then(|p| p.as_ref().ok()) {
+        // None only on the first turn, which may run before `start` returned: `watch` wakes
+        // the thread after each reader it adds, so none waits for a later turn.
+        if let Some(poller) = POLLER.get() {
             readers.append(&mut poller.incoming.lock().unwrap_or_else(|p| p.into_inner()));
         }
         {
