@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::util::{http_get, pid_alive, pid_of, poll_until, sockets_of, Supergo, TIMEOUT};
+use crate::util::{connections_of, pid_alive, pid_of, poll_until, HeldRequest, Supergo, TIMEOUT};
 
 #[test]
 fn update_while_starting_answers_and_runs_the_new_config() {
@@ -47,27 +47,22 @@ stop_timeout = 10
 "#,
     );
     sg.wait_state("web", "Running", TIMEOUT);
-    let addr = sg.app_addr();
-    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=1500"));
-    // The request must be in the old server before the restart begins.
+    // Held in flight until supergo has shown that it waits for the group (see `HeldRequest`).
+    let held = HeldRequest::start(&sg.app_addr(), "/sleep?ms=10");
+    // The request must be in the old server (sh's child) before the restart begins.
     poll_until(TIMEOUT, "a connection in the old server", || {
         crate::util::descendants(sg.pid())
             .iter()
-            .any(|p| sockets_of(p.pid) >= 2)
+            .any(|p| connections_of(p.pid, sg.port) >= 1)
             .then_some(())
     });
     let (http, body) = sg.api("POST", "/restart/web");
     assert_eq!(http, 200, "restart: {body}");
-    let answer = slow.join().expect("the slow client thread");
+    sg.wait_log("the rest of its process group is still running", TIMEOUT);
     assert_eq!(
-        answer,
-        Ok((200, "slept 1500 ms".to_string())),
+        held.finish(),
+        Ok((200, "slept 10 ms".to_string())),
         "the in-flight request survived the handoff"
-    );
-    let log = sg.log();
-    assert!(
-        log.contains("the rest of its process group is still running"),
-        "supergo waited for the group:\n{log}"
     );
 }
 
@@ -152,11 +147,9 @@ start_secs = 0.2
 "#,
     );
     let pid = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let addr = sg.app_addr();
-    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=1500"));
-    poll_until(TIMEOUT, "the slow request to be in the server", || {
-        (sockets_of(pid) >= 2).then_some(())
-    });
+    // Held in flight until the test has seen the drain (see `HeldRequest`).
+    let held = HeldRequest::start(&sg.app_addr(), "/sleep?ms=10");
+    held.wait_accepted(pid, sg.port);
     sg.write_config(
         r#"
 [program.other]
@@ -165,7 +158,7 @@ start_secs = 0.2
 "#,
     );
     // update answers once the removed program has stopped: ask in the background, and look
-    // at /status while its process still finishes the slow request.
+    // at /status while its process still finishes the held request.
     let control = sg.control.clone();
     let update = std::thread::spawn(move || {
         crate::util::http_request(&control, "POST", "/update", &[], Duration::from_secs(30))
@@ -174,17 +167,16 @@ start_secs = 0.2
         sg.find_status("web").filter(|s| s["state"] == "Stopping")
     });
     assert!(pid_alive(pid), "seen while its process drains: {seen}");
+    assert_eq!(
+        held.finish(),
+        Ok((200, "slept 10 ms".to_string())),
+        "the drain finished the request"
+    );
     let answer = update
         .join()
         .expect("the update thread")
         .expect("update answered");
     assert_eq!(answer.status, 200, "update: {}", answer.body);
-    let answer = slow.join().expect("the slow client thread");
-    assert_eq!(
-        answer,
-        Ok((200, "slept 1500 ms".to_string())),
-        "the drain finished the request"
-    );
     poll_until(TIMEOUT, "the removed program to leave /status", || {
         sg.find_status("web").is_none().then_some(())
     });

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::util::{
-    http_get, pid_alive, pid_of, sockets_of, wait_pid_gone, Load, LoadOptions, Supergo, TIMEOUT,
+    http_get, pid_alive, pid_of, wait_pid_gone, HeldRequest, Load, LoadOptions, Supergo, TIMEOUT,
 };
 
 #[test]
@@ -155,15 +155,10 @@ stop_timeout = 10
 "#,
     );
     let old = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
-    let addr = sg.app_addr();
-    let slow = std::thread::spawn(move || http_get(&addr, "/sleep?ms=1500"));
-    // The slow request must be in the old process before the restart: it then holds a
-    // second socket besides its listener.
-    crate::util::poll_until(
-        TIMEOUT,
-        "the old process to accept the slow request",
-        || (sockets_of(old) >= 2).then_some(()),
-    );
+    // Held in flight until the test has seen the drain (see `HeldRequest`); it must be in
+    // the old process before the restart.
+    let held = HeldRequest::start(&sg.app_addr(), "/sleep?ms=10");
+    held.wait_accepted(old, sg.port);
     let (http, body) = sg.api("POST", "/restart/web");
     assert_eq!(http, 200, "restart: {body}");
     let status = sg.status("web");
@@ -174,10 +169,9 @@ stop_timeout = 10
             .any(|d| d["pid"].as_i64() == Some(i64::from(old))),
         "the old process is listed as draining while it finishes: {status}"
     );
-    let answer = slow.join().expect("the slow client thread");
     assert_eq!(
-        answer,
-        Ok((200, "slept 1500 ms".to_string())),
+        held.finish(),
+        Ok((200, "slept 10 ms".to_string())),
         "the in-flight request completed"
     );
     wait_pid_gone(old, Duration::from_secs(5));

@@ -1524,7 +1524,9 @@ pub fn pid_of(status: &Value) -> i32 {
         .unwrap_or_else(|| fail(format!("no pid in the status entry {status}")))
 }
 
-/// How many sockets the process `pid` holds open (its listener, plus one per connection).
+/// How many sockets the process `pid` holds open, of any kind. Not a count of connections:
+/// a server may hold sockets of its own (`hello` keeps a spare one besides its listener);
+/// compare with a count taken before, or use [`connections_of`].
 pub fn sockets_of(pid: i32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|dir| {
@@ -1536,6 +1538,85 @@ pub fn sockets_of(pid: i32) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// How many TCP connections to local `port` the process `pid` has accepted and holds open:
+/// its socket fds whose inode /proc/PID/net/tcp{,6} lists as ESTABLISHED on that local port.
+/// A client's data sent before this count rises is already queued on the server's socket.
+pub fn connections_of(pid: i32, port: u16) -> usize {
+    let mut established = BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            // 01: TCP_ESTABLISHED (include/net/tcp_states.h).
+            if local_port == Some(port) && *state == "01" {
+                established.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    fs::read_link(e.path())
+                        .is_ok_and(|t| established.contains(t.to_string_lossy().as_ref()))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// An HTTP request the test holds in flight: all of its head is sent but the blank line that
+/// ends it. A server that finishes a partly received request when it stops (`hello` does)
+/// keeps draining until the test sends the rest with [`HeldRequest::finish`], so a test can
+/// look at a drain for as long as it needs. A slow request (`/sleep?ms=…`) would end the
+/// drain on its own clock instead, and under load the test may look too late.
+pub struct HeldRequest {
+    stream: TcpStream,
+}
+
+impl HeldRequest {
+    /// Connects to `addr` and sends the start of `GET path`.
+    pub fn start(addr: &str, path: &str) -> HeldRequest {
+        let mut stream = TcpStream::connect(addr)
+            .unwrap_or_else(|err| fail(format!("connect to {addr}: {err}")));
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").as_bytes(),
+            )
+            .unwrap_or_else(|err| fail(format!("send the start of GET {path}: {err}")));
+        HeldRequest { stream }
+    }
+
+    /// Waits until the process `pid` has accepted the connection (on local `port`). The
+    /// start of the request was sent before, so it is already queued on the server's socket.
+    pub fn wait_accepted(&self, pid: i32, port: u16) {
+        poll_until(
+            TIMEOUT,
+            &format!("pid {pid} to accept the held request"),
+            || (connections_of(pid, port) >= 1).then_some(()),
+        );
+    }
+
+    /// Sends the end of the request; the answer as `(status, body)`.
+    pub fn finish(mut self) -> Result<(u16, String), String> {
+        self.stream
+            .write_all(b"\r\n")
+            .map_err(|err| format!("send the end of the request: {err}"))?;
+        read_response(&mut self.stream, Instant::now() + TIMEOUT).map(|r| (r.status, r.body))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -81,9 +81,11 @@ pub(super) fn receive(socket: &OwnedFd, buffers: &mut Buffers) -> Result<Datagra
     msg.msg_control = buffers.control.as_mut_ptr().cast();
     msg.msg_controllen = (buffers.control.len() * 8) as _;
     // MSG_CMSG_CLOEXEC: the fds the kernel installs are close-on-exec from the start, so a
-    // child spawned by another thread meanwhile never inherits them.
+    // child spawned by another thread meanwhile never inherits them. MSG_DONTWAIT: one
+    // thread reads every socket (`poller`), and must never wait on one of them.
+    let flags = libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT;
     // SAFETY: msg points at buffers that live (and are not otherwise borrowed) for the call.
-    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags) };
     if received < 0 {
         return Err(Errno::last());
     }

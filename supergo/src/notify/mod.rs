@@ -2,8 +2,9 @@
 //!
 //! Each program that asks for it gets one unix datagram socket in the abstract namespace: no
 //! file to clean up, no directory permissions to get wrong for a child running as another
-//! user. A reader thread per socket receives each datagram, works out who sent it, and hands
-//! what it said to the program's worker as a [`Notification`].
+//! user. One thread reads every program's socket (`poller`); each socket's `reader` receives
+//! each datagram, works out who sent it, and hands what it said to the program's worker as a
+//! [`Notification`].
 //!
 //! A datagram holds newline-separated `KEY=VALUE` lines; supergo acts on `READY=1`,
 //! `STATUS=…` and `STOPPING=1` and ignores the rest (`MAINPID=`, `WATCHDOG=`, …), so
@@ -39,6 +40,7 @@
 //! reaped, so such a notification is ignored, with a log line that says how to fix the helper.
 
 mod datagram;
+mod poller;
 mod reader;
 mod sender;
 mod throttle;
@@ -50,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{unbounded, Receiver};
 use nix::sys::socket::{
     bind, getsockname, setsockopt, shutdown, socket, sockopt, AddressFamily, Shutdown, SockFlag,
     SockType, UnixAddr,
@@ -61,7 +63,9 @@ use reader::Reader;
 use sender::Identity;
 
 /// Notifications waiting for the worker at most; more are dropped (and logged). A program
-/// sends a handful; only a flood, or a worker stuck for a long time, reaches this.
+/// sends a handful; only a flood, or a worker stuck for a long time, reaches this. Checked
+/// by the reader (the only sender) on an unbounded channel: a bounded one allocates all its
+/// slots up front, 14 KB per program that no one uses (14 MiB with 1000 programs).
 const QUEUE_LIMIT: usize = 256;
 
 /// What one datagram said, and who sent it.
@@ -103,7 +107,7 @@ impl Notification {
     }
 }
 
-/// A program's notify socket and its reader thread.
+/// A program's notify socket, read by the notify thread (`poller`).
 pub struct NotifySocket {
     path: PathBuf,
     socket: Arc<OwnedFd>,
@@ -113,7 +117,7 @@ pub struct NotifySocket {
 }
 
 impl NotifySocket {
-    /// A new socket for `program`, and its reader thread. Every error path closes the socket
+    /// A new socket for `program`, read from now on. Every error path closes the socket
     /// (it is an `OwnedFd` from the first line on).
     pub fn bind(program: &str) -> Result<NotifySocket, String> {
         let fd = socket(
@@ -151,7 +155,7 @@ impl NotifySocket {
         std::os::fd::AsFd::as_fd(self.socket.as_ref())
     }
 
-    /// Asks for the senders' credentials and starts the reader of the bound socket `fd`.
+    /// Asks for the senders' credentials and starts reading the bound socket `fd`.
     fn serve(program: &str, fd: OwnedFd, name: Vec<u8>) -> Result<NotifySocket, String> {
         // SO_PASSCRED: the kernel attaches the sender's real pid/uid/gid to each datagram.
         setsockopt(&fd, sockopt::PassCred, &true)
@@ -159,13 +163,9 @@ impl NotifySocket {
         let pidfds = sender::ask_for_pidfds(&fd);
         let socket = Arc::new(fd);
         let closing = Arc::new(AtomicBool::new(false));
-        let (tx, receiver) = bounded(QUEUE_LIMIT);
+        let (tx, receiver) = unbounded();
         let reader = Reader::new(program, socket.clone(), closing.clone(), tx, pidfds);
-        std::thread::Builder::new()
-            .name(format!("notify {program}"))
-            .stack_size(64 * 1024)
-            .spawn(move || reader.run())
-            .map_err(|e| format!("cannot start its reader thread: {e}"))?;
+        poller::watch(reader)?;
         let mut path = b"@".to_vec();
         path.extend_from_slice(&name);
         Ok(NotifySocket {
@@ -188,9 +188,10 @@ impl NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        // Wake the reader and tell it to end. shutdown(SHUT_RD) makes a blocked recvmsg
-        // return at once (and every later one), and every later send fail with EPIPE; the
-        // flag tells the reader that the wake-up is the end, which no sender can forge.
+        // Wake the reader and tell it to end. shutdown(SHUT_RD) makes the socket readable
+        // for the notify thread's poll and every later recvmsg return at once, and every
+        // later send fail with EPIPE; the flag tells the reader that the wake-up is the end,
+        // which no sender can forge.
         // The fd itself is closed by whichever of the two lets go of it last, so the reader
         // never reads from a number that was closed and reused under it.
         self.closing.store(true, Ordering::SeqCst);
@@ -255,6 +256,100 @@ mod tests {
         let a = NotifySocket::bind("same").expect("bind a notify socket");
         let b = NotifySocket::bind("same").expect("bind a notify socket");
         assert_ne!(a.path(), b.path());
+    }
+
+    /// Every socket is read (one thread polls them all), each in its own order.
+    #[test]
+    fn many_sockets_are_each_read() {
+        let sockets: Vec<NotifySocket> = (0..20)
+            .map(|i| NotifySocket::bind(&format!("many-{i}")).expect("bind a notify socket"))
+            .collect();
+        for (i, notify) in sockets.iter().enumerate() {
+            send(notify, format!("STATUS=first {i}").as_bytes());
+            send(notify, format!("STATUS=second {i}").as_bytes());
+        }
+        for (i, notify) in sockets.iter().enumerate().rev() {
+            for which in ["first", "second"] {
+                let note = notify
+                    .receiver()
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("a notification");
+                assert_eq!(note.status, Some(format!("{which} {i}")));
+            }
+        }
+    }
+
+    /// Sockets dropped among others leave the set without disturbing the rest: each
+    /// remaining socket is still read, by its own reader (the poller pairs poll results and
+    /// readers by position, and the dropped ones leave the middle of the list).
+    #[test]
+    fn dropping_some_sockets_leaves_the_others_read() {
+        let mut sockets: Vec<Option<NotifySocket>> = (0..12)
+            .map(|i| Some(NotifySocket::bind(&format!("mixed-{i}")).expect("bind a notify socket")))
+            .collect();
+        let mut dropped = Vec::new();
+        for slot in sockets.iter_mut().skip(1).step_by(3) {
+            let notify = slot.take().expect("not dropped yet");
+            dropped.push(notify.receiver().clone());
+        }
+        for receiver in &dropped {
+            match receiver.recv_timeout(Duration::from_secs(5)) {
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
+                other => panic!("a dropped socket's reader should have ended, got {other:?}"),
+            }
+        }
+        for (i, notify) in sockets.iter().enumerate() {
+            if let Some(notify) = notify {
+                send(notify, format!("STATUS=still {i}").as_bytes());
+            }
+        }
+        for (i, notify) in sockets.iter().enumerate() {
+            if let Some(notify) = notify {
+                let note = notify
+                    .receiver()
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("a notification");
+                assert_eq!(note.status, Some(format!("still {i}")));
+            }
+        }
+    }
+
+    /// A flood stops at `QUEUE_LIMIT` notifications waiting for the worker; a barrier sent
+    /// after it is released once every datagram before it has been read.
+    #[test]
+    fn a_flood_queues_at_most_the_limit() {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        use std::io::IoSlice;
+        let notify = NotifySocket::bind("unit-test-flood").expect("bind a notify socket");
+        for _ in 0..QUEUE_LIMIT + 20 {
+            send(&notify, b"STATUS=flood");
+        }
+        let (barrier_read, barrier_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+        let name = notify.path().to_string_lossy();
+        let addr = UnixAddr::new_abstract(name.trim_start_matches('@').as_bytes())
+            .expect("abstract address");
+        let client = socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("client socket");
+        let fds = [barrier_write.as_raw_fd()];
+        sendmsg(
+            client.as_raw_fd(),
+            &[IoSlice::new(b"BARRIER=1")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            Some(&addr),
+        )
+        .expect("send the barrier");
+        drop(barrier_write);
+        // EOF once the reader has closed the barrier's fd: every datagram before it is read.
+        let mut byte = [0u8; 1];
+        assert_eq!(nix::unistd::read(&barrier_read, &mut byte), Ok(0));
+        assert_eq!(notify.receiver().len(), QUEUE_LIMIT);
     }
 
     #[test]

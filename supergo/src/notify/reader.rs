@@ -1,5 +1,6 @@
-//! The reader thread of one notify socket: receives each datagram, identifies its sender on
-//! the spot, closes every fd it brought, and hands what it said to the program's worker.
+//! The reader of one notify socket: receives each datagram, identifies its sender on the
+//! spot, closes every fd it brought, and hands what it said to the program's worker. The
+//! one notify thread (`poller`) runs it whenever its socket is readable.
 //!
 //! Datagrams are handled strictly one after the other, which is what makes `BARRIER=1` work:
 //! by the time a barrier's fd is closed, every earlier datagram has been read and its sender
@@ -13,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::TrySendError;
 use nix::errno::Errno;
 
 use super::datagram::{self, Buffers, Datagram, MAX_DATAGRAM};
@@ -35,13 +35,20 @@ enum Refusal {
 
 const REFUSAL_KINDS: usize = 7;
 
+/// What the poller does with a reader after its turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// Poll its socket again.
+    Keep,
+    /// Done: drop it (and, with it, the worker's channel).
+    End,
+}
+
 pub(super) struct Reader {
     program: String,
     socket: Arc<OwnedFd>,
     closing: Arc<AtomicBool>,
     notes: crossbeam_channel::Sender<Notification>,
-    /// The kernel attaches pidfds of the senders (Linux 6.5+).
-    pidfds: bool,
     throttles: [Throttle; REFUSAL_KINDS],
 }
 
@@ -53,37 +60,45 @@ impl Reader {
         notes: crossbeam_channel::Sender<Notification>,
         pidfds: bool,
     ) -> Reader {
+        if !pidfds {
+            say_once_that_pidfds_are_missing();
+        }
         Reader {
             program: program.to_string(),
             socket,
             closing,
             notes,
-            pidfds,
             throttles: [const { Throttle::new() }; REFUSAL_KINDS],
         }
     }
 
-    pub(super) fn run(mut self) {
-        if !self.pidfds {
-            say_once_that_pidfds_are_missing();
-        }
-        let mut buffers = Buffers::new();
-        loop {
-            let received = datagram::receive(&self.socket, &mut buffers);
+    /// The socket it reads.
+    pub(super) fn socket(&self) -> &OwnedFd {
+        &self.socket
+    }
+
+    /// Reads what the socket holds, at most `max` datagrams (without blocking: the socket
+    /// was found readable). `Turn::End` when the reader is done: its `NotifySocket` was
+    /// dropped, or its worker is gone.
+    pub(super) fn read(&mut self, buffers: &mut Buffers, max: usize) -> Turn {
+        for _ in 0..max {
+            let received = datagram::receive(&self.socket, buffers);
             if self.closing.load(Ordering::SeqCst) {
-                return;
+                return Turn::End;
             }
             match received {
                 Ok(datagram) => {
                     if !self.handle(datagram) {
-                        return;
+                        return Turn::End;
                     }
                 }
+                // Nothing more for now.
+                Err(Errno::EAGAIN) => return Turn::Keep,
                 Err(Errno::EINTR) => {}
                 // Cannot happen while the reader holds the fd; never spin on it.
-                Err(Errno::EBADF | Errno::ENOTSOCK) => return,
+                Err(Errno::EBADF | Errno::ENOTSOCK) => return Turn::End,
                 // ENOMEM, ENOBUFS: transient. Pause a little so that an error that persists
-                // costs no CPU.
+                // costs no CPU (the socket stays readable, so the next turn tries again).
                 Err(err) => {
                     self.refuse(
                         Refusal::ReceiveError,
@@ -93,9 +108,11 @@ impl Reader {
                         ),
                     );
                     std::thread::sleep(Duration::from_millis(10));
+                    return Turn::Keep;
                 }
             }
         }
+        Turn::Keep
     }
 
     /// Handles one datagram; false when the worker is gone and the reader should end.
@@ -162,22 +179,20 @@ impl Reader {
             self.refuse_from_gone_sender(&sender, &text);
             return true;
         }
-        match self.notes.try_send(Notification::parse(&sender, &text)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.refuse(
-                    Refusal::QueueFull,
-                    format_args!(
-                        "dropped a notification from pid {pid} ({}): {} earlier ones are still \
-                         waiting to be handled; is something flooding its NOTIFY_SOCKET?",
-                        summary(&text),
-                        self.notes.len()
-                    ),
-                );
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
+        if self.notes.len() >= super::QUEUE_LIMIT {
+            self.refuse(
+                Refusal::QueueFull,
+                format_args!(
+                    "dropped a notification from pid {pid} ({}): {} earlier ones are still \
+                     waiting to be handled; is something flooding its NOTIFY_SOCKET?",
+                    summary(&text),
+                    self.notes.len()
+                ),
+            );
+            return true;
         }
+        // Unbounded (the limit is checked above): only a worker that is gone refuses it.
+        self.notes.send(Notification::parse(&sender, &text)).is_ok()
     }
 
     fn refuse_from_gone_sender(&mut self, sender: &Identity, text: &str) {

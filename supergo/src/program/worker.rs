@@ -180,7 +180,9 @@ impl Worker {
     /// file's view.
     pub(super) fn publish(&mut self) {
         // What the shown addresses come from: the listeners, or the config's addresses
-        // when none could be bound. Compared without allocating.
+        // when none could be bound; compared by identity, without allocating. (A new config
+        // or listener is made while the worker still holds the one it replaces, so it never
+        // reuses the address of the one shown.)
         let config = Arc::as_ptr(&self.resources.config) as usize;
         let sources = || {
             std::iter::once(config).chain(
