@@ -15,8 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixDatagram};
 use std::thread;
@@ -25,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::{
-    fail, http_get, pid_alive, pid_of, poll_until, wait_pid_gone, HttpResponse, Load, LoadOptions,
-    LoadReport, Supergo, TIMEOUT,
+    fail, http_get, pid_alive, pid_of, poll_until, wait_pid_gone, HeldRequest, HttpResponse, Load,
+    LoadOptions, LoadReport, Supergo, TIMEOUT,
 };
 
 /// How long a test watches a process that is not ready yet, to see that nothing treats it
@@ -749,7 +747,7 @@ fn draining_process_is_listed_in_status_and_supergoctl_status() {
 command = "{hello}"
 listen_addrs = ["127.0.0.1:{port}"]
 start_secs = 0.2
-# The drain of a 2 s request must end on its own, long before SIGKILL.
+# The drain must end with the held request, long before SIGKILL.
 stop_timeout = 30
 stderr_file = "{dir}/web.err"
 "#,
@@ -757,67 +755,54 @@ stderr_file = "{dir}/web.err"
     let addr = sg.app_addr();
     let old = pid_of(&sg.wait_state("web", "Running", TIMEOUT));
 
-    // A slow request to the old process; a later connection answered by it shows that the
-    // old process has taken the slow one too (one accept queue, served in order).
-    let mut slow =
-        TcpStream::connect(&addr).unwrap_or_else(|err| fail(format!("connect {addr}: {err}")));
-    slow.write_all(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
-        .unwrap_or_else(|err| fail(format!("send GET /sleep?ms=2000: {err}")));
-    assert_eq!(answering_pid(&addr), old);
+    // Held in flight by the old process until the test has seen the drain (see
+    // `HeldRequest`): a slow request would end the drain on its own clock.
+    let held = HeldRequest::start(&addr, "/sleep?ms=10");
+    held.wait_accepted(old, sg.port);
+    let (http, body) = sg.api("POST", "/restart/web");
+    if http != 200 || body["status"] != 0 {
+        fail(format!("restart: HTTP {http}: {body}"));
+    }
+    let drain = poll_until(
+        TIMEOUT,
+        &format!("old pid {old} in web's `draining`"),
+        || {
+            let status = sg.status("web");
+            let draining = status["draining"].as_array()?;
+            draining.iter().find(|d| d["pid"] == old).cloned()
+        },
+    );
+    let since = drain["since"].as_f64().unwrap_or(0.0);
+    let kill_at = drain["kill_at"].as_f64().unwrap_or(0.0);
+    if drain["generation"] != 1 || since <= 0.0 || kill_at <= since {
+        fail(format!(
+            "the draining entry should give generation 1, since, and a later kill_at: {drain}"
+        ));
+    }
 
-    thread::scope(|scope| {
-        let answer = scope.spawn(move || {
-            let mut text = String::new();
-            slow.set_read_timeout(Some(Duration::from_secs(15)))
-                .and_then(|()| slow.read_to_string(&mut text))
-                .map(|_| text)
-        });
-        let (http, body) = sg.api("POST", "/restart/web");
-        if http != 200 || body["status"] != 0 {
-            fail(format!("restart: HTTP {http}: {body}"));
-        }
-        let drain = poll_until(
-            TIMEOUT,
-            &format!("old pid {old} in web's `draining`"),
-            || {
-                let status = sg.status("web");
-                let draining = status["draining"].as_array()?;
-                draining.iter().find(|d| d["pid"] == old).cloned()
-            },
-        );
-        let since = drain["since"].as_f64().unwrap_or(0.0);
-        let kill_at = drain["kill_at"].as_f64().unwrap_or(0.0);
-        if drain["generation"] != 1 || since <= 0.0 || kill_at <= since {
-            fail(format!(
-                "the draining entry should give generation 1, since, and a later kill_at: {drain}"
-            ));
-        }
+    let out = sg.ctl(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let draining_column = table
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some("web"))
+        .and_then(|line| line.split_whitespace().nth(5))
+        .unwrap_or_default();
+    if !out.status.success() || !draining_column.split(',').any(|p| p == old.to_string()) {
+        fail(format!(
+            "supergoctl status should list pid {old} under DRAINING: {}: {table}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
 
-        let out = sg.ctl(&["status"]);
-        let table = String::from_utf8_lossy(&out.stdout).into_owned();
-        let draining_column = table
-            .lines()
-            .find(|line| line.split_whitespace().next() == Some("web"))
-            .and_then(|line| line.split_whitespace().nth(5))
-            .unwrap_or_default();
-        if !out.status.success() || !draining_column.split(',').any(|p| p == old.to_string()) {
-            fail(format!(
-                "supergoctl status should list pid {old} under DRAINING: {}: {table}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-
-        let response = answer
-            .join()
-            .unwrap_or_else(|_| fail("the slow request's reader panicked"))
-            .unwrap_or_else(|err| fail(format!("GET /sleep?ms=2000: {err}")));
-        if !response.starts_with("HTTP/1.1 200") || !response.contains("slept 2000 ms") {
-            fail(format!(
-                "the slow request should complete while pid {old} drains: {response:?}"
-            ));
-        }
-    });
+    let response = held
+        .finish()
+        .unwrap_or_else(|err| fail(format!("the held request: {err}")));
+    if response != (200, "slept 10 ms".to_string()) {
+        fail(format!(
+            "the held request should complete while pid {old} drains: {response:?}"
+        ));
+    }
     wait_pid_gone(old, TIMEOUT);
     poll_until(TIMEOUT, "web's `draining` to be empty", || {
         let status = sg.status("web");

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::util::{
     http_get, http_request, notify_socket_of, pid_alive, pid_of, poll_until, supergo_bin,
-    wait_pid_gone, Load, LoadOptions, Supergo, TIMEOUT,
+    wait_pid_gone, HeldRequest, Load, LoadOptions, Supergo, TIMEOUT,
 };
 
 const WEB: &str = r#"
@@ -166,13 +166,10 @@ fn an_upgrade_while_an_old_generation_drains_hands_the_drain_over() {
         &format!("{WEB}stderr_file = \"/dev/stderr\"\n"),
     );
     let old = sg.running_pid("web");
-    let addr = sg.app_addr();
-    let slow = thread::spawn(move || http_get(&addr, "/sleep?ms=3000"));
-    poll_until(TIMEOUT, "the slow request to reach the child", || {
-        fs::read_to_string(sg.path("supergo.err"))
-            .ok()
-            .filter(|log| log.contains("sleeping 3000 ms"))
-    });
+    // Held in flight until the test has seen the drain cross the upgrade (see
+    // `HeldRequest`): a slow request would end the drain on its own clock.
+    let held = HeldRequest::start(&sg.app_addr(), "/sleep?ms=10");
+    held.wait_accepted(old, sg.port);
     sg.api_ok("POST", "/restart/web");
     let draining = sg.status("web")["draining"].clone();
     assert_eq!(
@@ -189,13 +186,10 @@ fn an_upgrade_while_an_old_generation_drains_hands_the_drain_over() {
         after[0]["kill_at"], draining[0]["kill_at"],
         "same SIGKILL deadline"
     );
-    let answer = slow
-        .join()
-        .expect("the slow client")
-        .expect("the slow request");
+    let answer = held.finish().expect("the held request");
     assert_eq!(
         answer,
-        (200, "slept 3000 ms".to_string()),
+        (200, "slept 10 ms".to_string()),
         "the request completed"
     );
     wait_pid_gone(old, TIMEOUT);
