@@ -91,6 +91,12 @@ fn main() -> ExitCode {
     if let Some(state_version) = &args.check_upgrade {
         return supergo::handover::preflight::run(state_version.as_deref(), &args.config);
     }
+    if !args.check {
+        // The lowest free fd numbers, for spawns that share the fd table (see
+        // `spawn::fd_slots`): after `Inherited::take` (so no slot takes the number of an fd
+        // an upgrade handed over), before any thread and before the daemon opens its fds.
+        supergo::spawn::reserve_fd_slots();
+    }
     // Kept open for the daemon's life: the binary to go back to should an upgrade fail.
     let self_exe = SelfExe::open()
         .map_err(|e| {

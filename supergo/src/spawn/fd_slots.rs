@@ -1,0 +1,367 @@
+//! The fd slots: a pool of low fd numbers, reserved at start-up, that let a child start
+//! without a copy of supergo's whole fd table.
+//!
+//! Why: a clone without CLONE_FILES copies the cloning process's entire fd table into the
+//! child (`dup_fd`, in the cloning thread), and the child closes every copy again at its
+//! `execve` (`do_close_on_exec`, one `filp_close` each). supergo holds about four fds per
+//! program (a listener, pipe ends, a log file, a pidfd): with 1000 programs each spawn paid for
+//! ~4000 fds twice. Measured: a posix_spawn of /bin/true from a process holding 4000
+//! O_CLOEXEC fds costs 0.83 ms of child CPU against 0.50 ms with 10, and perf put
+//! `dup_fd`/`do_close_on_exec`/`filp_close` at ~40% of the spawning threads' samples. Start-up
+//! with 1000 programs is CPU-bound, so that was wall time (issue 17).
+//!
+//! How (Linux ≥ 5.9): `close_range(first, ~0U, CLOSE_RANGE_UNSHARE)` gives the caller a
+//! private fd table holding only the fds below `first` (the kernel's `dup_fd` sizes the copy
+//! to the last open fd below `first` when the range reaches the end of the table). So:
+//! 1. [`reserve`], once at start-up before any thread, fills every free fd number from 3 up to
+//!    [`SlotPool::limit`] with a placeholder (/dev/null, O_CLOEXEC): the slots;
+//! 2. a spawn leases the slots it needs ([`lease`]: stdin, stdout, stderr, each listener, the
+//!    exec-error pipe's write end), `dup3`s each fd the child will read into one (replacing
+//!    the placeholder atomically, O_CLOEXEC) and clones with CLONE_FILES: no table is copied;
+//! 3. the child's first system call is `close_range(limit, ~0U, CLOSE_RANGE_UNSHARE)`: from
+//!    there it has a private table of `limit` entries, closes the ones that are not its own
+//!    (other spawns' slots) and goes on as before (`child.rs`);
+//! 4. once the clone has returned (the child has exec'd or exited: CLONE_VFORK), dropping the
+//!    [`Lease`] puts the placeholders back (`dup3` of /dev/null over each slot). That is what
+//!    closes supergo's extra reference to a log pipe's write end, without which the pipe
+//!    would never reach EOF: it happens on every path, in `Drop`.
+//!
+//! While the table is shared (between the clone and the child's `close_range`), whatever
+//! another thread opens lands in supergo's table as usual; every fd supergo opens is
+//! O_CLOEXEC, and the child's private copy holds only the fds below `limit`. The pidfd that
+//! CLONE_PIDFD installs goes into the shared table, that is supergo's; should it land below
+//! `limit` (a gap left by a closed fd), the child closes its copy with the other fds that
+//! are not its own.
+//!
+//! Never a wait without end: a spawn that finds too few free slots waits at most
+//! [`LEASE_WAIT`] and then clones the old way (a full copy). A child hung before its exec (a
+//! `chdir` into a hung mount) holds only its own spawn's slots. When `close_range` is missing
+//! (Linux < 5.9, or a seccomp filter refuses it: probed once at [`reserve`]) no slot is
+//! reserved; when a child's `close_range` fails anyway, the child exits at once without
+//! touching the shared table, and every spawn from then on clones the old way ([`disable`]).
+//!
+//! Upgrade in place and inherited fds: [`reserve`] runs after `Inherited::take` has found the
+//! fds an upgrade handed over, and takes only numbers free at that moment, so a slot never
+//! collides with an inherited fd (nor with fds a launcher or systemd passed: those stay where
+//! they are, below or above the slots). The slots are O_CLOEXEC and vanish at an upgrade's
+//! exec; everything supergo opened after them sits above `limit`, so the next image finds the
+//! same low numbers free again. An image started by an older supergo (which handed fds over at
+//! low numbers) gets fewer slots, or none: its spawns clone the old way.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::libc;
+use nix::sys::resource::{getrlimit, Resource};
+use nix::sys::stat::Mode;
+use nix::unistd::dup3;
+
+/// The largest `limit`: 256 entries is what each child copies and closes instead of
+/// supergo's whole table (~4000 with 1000 programs), ~5% of a spawn's cost rather than ~40%.
+/// It gives 253 slots: a realistic program needs 5 (stdin, stdout, stderr, one listener, the
+/// exec-error pipe), so ~50 spawns at once, which is about how many clones are in flight while
+/// 1000 programs start on two cores. A multiple of 64 (BITS_PER_LONG): the kernel rounds the
+/// private table up to one, and would copy (then close) the fds up to that boundary too.
+const MAX_LIMIT: RawFd = 256;
+
+/// At most this share of the soft RLIMIT_NOFILE goes to slots (1/8: 128 of the common 1024),
+/// so that a supergo near its fd limit does not lose the room its programs need.
+const NOFILE_SHARE: u64 = 8;
+
+/// How long a spawn waits for free slots before it clones with a full copy. Slots come back
+/// as soon as a clone returns (well under a millisecond, a few under load); waiting costs no
+/// CPU, while the full copy costs ~0.3 ms of it with 1000 programs. Bounded, so that a burst
+/// of spawns (or spawns hung before their exec, each holding its own slots) never stalls
+/// another spawn beyond it.
+const LEASE_WAIT: Duration = Duration::from_millis(20);
+
+/// The reserved slots, shared by every spawn.
+pub(super) struct SlotPool {
+    /// What a free slot holds, and what a returned slot gets back.
+    devnull: OwnedFd,
+    /// Every slot is below this: the `first` of the child's `close_range`.
+    limit: RawFd,
+    /// How many slots were reserved (a lease of more can never be served).
+    total: usize,
+    free: Mutex<Vec<OwnedFd>>,
+    returned: Condvar,
+}
+
+static POOL: OnceLock<SlotPool> = OnceLock::new();
+
+/// Set once a child's `close_range` failed: from then on every spawn copies the table.
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Reserves the slots. Call once, in `main`, after `Inherited::take` and before any other
+/// thread or fd exists (so that the lowest fd numbers are free). Without `close_range` (see
+/// the module docs) it reserves nothing, and spawns clone the old way.
+pub fn reserve() {
+    if !close_range_exists() {
+        return;
+    }
+    let Some(limit) = limit_for(soft_nofile()) else {
+        return;
+    };
+    if let Some(pool) = SlotPool::reserve(limit) {
+        let _ = POOL.set(pool);
+    }
+}
+
+/// `close_range(2)` is there (Linux ≥ 5.9, and no seccomp filter refuses it). Called with
+/// flags 0 on the empty range (~0U, ~0U), which closes nothing. Never with
+/// CLOSE_RANGE_UNSHARE here: that would give the calling thread a table of its own, apart from
+/// supergo's other threads. Through `syscall(2)`: nix has no close_range, and glibc's wrapper
+/// needs glibc 2.34.
+fn close_range_exists() -> bool {
+    // SAFETY: closes no fd (the range is empty).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            libc::c_uint::MAX,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
+    ret == 0
+}
+
+fn soft_nofile() -> u64 {
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
+}
+
+/// The slots' `limit` for a soft RLIMIT_NOFILE: [`MAX_LIMIT`], or 1/[`NOFILE_SHARE`] of the
+/// limit rounded down to a multiple of 64; None when that leaves less than 64.
+fn limit_for(soft_nofile: u64) -> Option<RawFd> {
+    let share = (soft_nofile / NOFILE_SHARE) & !63;
+    let limit = RawFd::try_from(share).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+    (limit >= 64).then_some(limit)
+}
+
+impl SlotPool {
+    /// Fills every free fd number in 3..limit with a /dev/null placeholder. None when not a
+    /// single slot is free there (an image started by an older supergo's upgrade can hold
+    /// them all) or /dev/null cannot be opened.
+    fn reserve(limit: RawFd) -> Option<SlotPool> {
+        let devnull = open(
+            "/dev/null",
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let mut slots = Vec::new();
+        loop {
+            // The lowest free number from 3 up (0, 1 and 2 stay supergo's own, even closed).
+            let Ok(fd) = fcntl(&devnull, FcntlArg::F_DUPFD_CLOEXEC(3)) else {
+                break;
+            };
+            // SAFETY: F_DUPFD_CLOEXEC just returned this new fd, owned by nobody else.
+            let slot = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            if fd >= limit {
+                break;
+            }
+            slots.push(slot);
+        }
+        if slots.is_empty() {
+            return None;
+        }
+        Some(SlotPool {
+            devnull,
+            limit,
+            total: slots.len(),
+            free: Mutex::new(slots),
+            returned: Condvar::new(),
+        })
+    }
+
+    fn free(&self) -> MutexGuard<'_, Vec<OwnedFd>> {
+        self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `count` slots, waiting up to `wait` for them.
+    fn lease(&'static self, count: usize, wait: Duration) -> Option<Lease> {
+        if count > self.total {
+            return None;
+        }
+        let deadline = Instant::now() + wait;
+        let mut free = self.free();
+        while free.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            free = self
+                .returned
+                .wait_timeout(free, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        let at = free.len() - count;
+        let slots = free.split_off(at);
+        Some(Lease {
+            pool: self,
+            slots,
+            placed: 0,
+        })
+    }
+
+    /// Puts a placeholder back into each of the `placed` first slots, and the slots back
+    /// into the pool.
+    fn give_back(&self, mut slots: Vec<OwnedFd>, placed: usize) {
+        let mut kept = Vec::with_capacity(slots.len());
+        for (i, mut slot) in slots.drain(..).enumerate() {
+            if i < placed {
+                if let Err(e) = dup3(&self.devnull, &mut slot, OFlag::O_CLOEXEC) {
+                    // Cannot happen (the slot is open, so dup3 has nothing to allocate).
+                    // Closing it is what matters: a copy of a pipe's write end must not
+                    // stay in supergo. The number leaves the pool.
+                    crate::warn!(
+                        "cannot put the placeholder back into fd slot {}: {}; the slot is closed and no longer used",
+                        slot.as_raw_fd(),
+                        e.desc()
+                    );
+                    continue;
+                }
+            }
+            kept.push(slot);
+        }
+        self.free().extend(kept);
+        self.returned.notify_all();
+    }
+}
+
+/// `count` slots for one spawn, or None: no pool, slots switched off, or none free within
+/// [`LEASE_WAIT`]. The caller then clones the old way.
+pub(super) fn lease(count: usize) -> Option<Lease> {
+    if DISABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    POOL.get()?.lease(count, LEASE_WAIT)
+}
+
+/// A child could not unshare its fd table (`errno`): every spawn from now on copies it.
+pub(super) fn disable(program: &str, errno: Errno) {
+    if !DISABLED.swap(true, Ordering::Relaxed) {
+        crate::warn!(
+            "{program}: the new process could not take a private fd table (close_range with \
+             CLOSE_RANGE_UNSHARE: {}); it is started again the old way, and so is every \
+             later process (each copies supergo's whole fd table, which is slower)",
+            errno.desc()
+        );
+    }
+}
+
+/// Slots leased by one spawn. Dropping it puts the placeholders back and returns the slots.
+pub(super) struct Lease {
+    pool: &'static SlotPool,
+    slots: Vec<OwnedFd>,
+    /// How many of `slots` hold a duplicate rather than a placeholder.
+    placed: usize,
+}
+
+impl Lease {
+    /// Duplicates each of `sources` into a slot of its own (O_CLOEXEC, replacing the
+    /// placeholder atomically): the slot numbers, in the order of `sources`.
+    pub(super) fn place(&mut self, sources: &[RawFd]) -> Result<Vec<RawFd>, Errno> {
+        let mut numbers = Vec::with_capacity(sources.len());
+        for source in sources {
+            let slot = self.slots.get_mut(self.placed).ok_or(Errno::EMFILE)?;
+            // SAFETY: borrowed for one dup3; the caller keeps `source` open meanwhile.
+            let source = unsafe { BorrowedFd::borrow_raw(*source) };
+            dup3(source.as_fd(), slot, OFlag::O_CLOEXEC)?;
+            numbers.push(slot.as_raw_fd());
+            self.placed += 1;
+        }
+        Ok(numbers)
+    }
+
+    /// The first fd number above every slot: where the child's `close_range` starts.
+    pub(super) fn limit(&self) -> RawFd {
+        self.pool.limit
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        self.pool.give_back(slots, self.placed);
+    }
+}
+
+/// A test hook, compiled into debug builds only (the integration tests run those): with
+/// `SUPERGO_TEST_REFUSE_FD_TABLE` set, a child cloned with CLONE_FILES acts as if its
+/// `close_range` had failed (ENOSYS), so that the tests can show the fallback: every program
+/// still starts, with exactly its own fds. Read once, by supergo (never in the child).
+#[cfg(debug_assertions)]
+pub(super) fn refuse_for_test() -> bool {
+    static REFUSE: OnceLock<bool> = OnceLock::new();
+    *REFUSE.get_or_init(|| std::env::var_os("SUPERGO_TEST_REFUSE_FD_TABLE").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_a_modest_multiple_of_64() {
+        assert_eq!(limit_for(1024), Some(128));
+        assert_eq!(limit_for(20_000), Some(256));
+        assert_eq!(limit_for(1 << 20), Some(256));
+        assert_eq!(limit_for(600), Some(64));
+        assert_eq!(limit_for(256), None);
+    }
+
+    fn target(fd: RawFd) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_else(|e| format!("fd {fd}: {e}"))
+    }
+
+    /// A lease puts a pipe's write end into a slot and takes it out again when dropped: the
+    /// read end then sees EOF, which is what a program's log pipe relies on. A lease of more
+    /// slots than there are is refused at once, and one that finds too few free waits only
+    /// as long as it was told. (One test: a pool of its own, not the process-wide one, which
+    /// the other tests' fds may leave with fewer slots than `limit` - 3.)
+    #[test]
+    fn a_lease_holds_duplicates_until_dropped_and_never_waits_long() {
+        let pool: &'static SlotPool =
+            Box::leak(Box::new(SlotPool::reserve(128).expect("free fds below 128")));
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let mut lease = pool.lease(2, Duration::ZERO).expect("two free slots");
+        let numbers = lease.place(&[write.as_raw_fd()]).expect("dup3 into a slot");
+        let slot = numbers[0];
+        assert!(slot >= 3 && slot < lease.limit());
+        assert!(target(slot).starts_with("pipe:"), "{}", target(slot));
+        // SAFETY: the slot stays open (the lease holds it) for this one fcntl.
+        let flags = fcntl(unsafe { BorrowedFd::borrow_raw(slot) }, FcntlArg::F_GETFD)
+            .expect("F_GETFD");
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "the duplicate is close-on-exec");
+        drop(write);
+        drop(lease);
+        assert_eq!(target(slot), "/dev/null", "the placeholder is back");
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            nix::unistd::read(&read, &mut buf),
+            Ok(0),
+            "no copy of the write end is left"
+        );
+        assert_eq!(pool.free().len(), pool.total, "every slot is back");
+
+        let started = Instant::now();
+        assert!(pool.lease(pool.total + 1, Duration::from_secs(60)).is_none());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "refused without waiting"
+        );
+        let all = pool.lease(pool.total, Duration::ZERO).expect("every slot");
+        assert!(
+            pool.lease(1, Duration::from_millis(1)).is_none(),
+            "none left: a bounded wait, then None"
+        );
+        drop(all);
+        assert!(pool.lease(1, Duration::ZERO).is_some());
+    }
+}
