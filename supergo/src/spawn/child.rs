@@ -44,6 +44,10 @@ pub(super) struct ChildFds {
     pub(super) listeners: Vec<RawFd>,
     /// The write end of the exec-error pipe.
     pub(super) err: RawFd,
+    /// Every fd above, in ascending order: the child closes all others above stderr first
+    /// thing (step 0). None when it must keep supergo's fds until its exec
+    /// (`Prepared::needs_whole_fd_table`).
+    pub(super) own: Option<Vec<RawFd>>,
     /// Set when the child shares supergo's fd table (CLONE_FILES): it must take a private
     /// one before anything else.
     pub(super) shared: Option<SharedTable>,
@@ -52,8 +56,6 @@ pub(super) struct ChildFds {
 /// A child cloned with CLONE_FILES: every fd it reads sits in a slot below `limit`.
 pub(super) struct SharedTable {
     pub(super) limit: RawFd,
-    /// The slots of this child (every fd of `ChildFds`), in ascending order.
-    pub(super) own: Vec<RawFd>,
     /// Test hook (debug builds only): act as if `close_range` failed. See
     /// `fd_slots::refuse_for_test`.
     #[cfg(debug_assertions)]
@@ -79,6 +81,10 @@ pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             // and closes nothing in it.
             unsafe { libc::_exit(127) };
         }
+    }
+    if let Some(own) = &args.fds.own {
+        let end = args.fds.shared.as_ref().map(|shared| shared.limit);
+        close_all_but(own, end);
     }
     // SAFETY: as above; nothing else uses the `Prepared` meanwhile.
     let p = unsafe { &mut *args.prepared };
@@ -116,16 +122,16 @@ fn check(ret: libc::c_int, step: Step) -> Result<libc::c_int, Failure> {
     }
 }
 
-/// Step 0 (CLONE_FILES only): a private fd table with only the fds below `limit` (the
-/// kernel copies no more: see `fd_slots.rs`), then closes every one of them above stderr that
-/// is not this child's own slot: other spawns' slots (their pipe ends, which must reach EOF
-/// when their programs exit, even if this child hangs before its exec), placeholders, and
-/// whatever else sat below `limit` (all O_CLOEXEC: this only does early what exec would do).
+/// close_range(2) through `syscall(2)`: nix has no wrapper, and glibc's needs glibc 2.34.
+fn close_range(first: RawFd, last: libc::c_uint, flags: libc::c_uint) -> libc::c_long {
+    // SAFETY: a raw system call on fd numbers.
+    unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, last, flags) }
+}
+
+/// Step 0 (CLONE_FILES only): a private fd table holding only the fds below `limit` (the
+/// kernel copies no more: see `fd_slots.rs`). Until it returns, any dup2 or close would act
+/// on supergo's own table.
 fn take_private_table(shared: &SharedTable) -> Result<(), i32> {
-    let close_range = |first: RawFd, last: libc::c_uint, flags: libc::c_uint| {
-        // SAFETY: a raw system call on fd numbers (close_range(2); nix has no wrapper).
-        unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, last, flags) }
-    };
     #[cfg(debug_assertions)]
     if shared.refuse_for_test {
         return Err(libc::ENOSYS);
@@ -133,19 +139,28 @@ fn take_private_table(shared: &SharedTable) -> Result<(), i32> {
     if close_range(shared.limit, libc::c_uint::MAX, libc::CLOSE_RANGE_UNSHARE) == -1 {
         return Err(Errno::last_raw());
     }
-    // The table is this child's alone now. A failure to close (there is none for a valid
-    // range) would only leave an O_CLOEXEC fd to the exec.
-    let mut from: RawFd = 3;
-    for &own in &shared.own {
-        if own > from {
-            close_range(from, (own - 1) as libc::c_uint, 0);
-        }
-        from = from.max(own + 1);
-    }
-    if from < shared.limit {
-        close_range(from, (shared.limit - 1) as libc::c_uint, 0);
-    }
     Ok(())
+}
+
+/// Step 0, in a table of the child's own: closes every fd above stderr that is not in `own`
+/// (ascending), below `end` (the slots' limit: nothing sits above it any more) or to the end
+/// of the table. They are all O_CLOEXEC, so this only does before anything can block what
+/// the exec would do: a child hung before its exec (a `chdir` into a hung mount) must not
+/// hold other spawns' pipe ends, or their exec reports (and log pipes) would never reach EOF
+/// and those spawns would hang with it. Errors are ignored: there is none for a valid range
+/// (and without close_range, Linux < 5.9, the exec still closes them).
+fn close_all_but(own: &[RawFd], end: Option<RawFd>) {
+    let last = end.map_or(libc::c_uint::MAX, |end| (end - 1) as libc::c_uint);
+    let mut from: RawFd = 3;
+    for &fd in own {
+        if fd > from {
+            close_range(from, (fd - 1) as libc::c_uint, 0);
+        }
+        from = from.max(fd + 1);
+    }
+    if from as libc::c_uint <= last {
+        close_range(from, last, 0);
+    }
 }
 
 fn setup(p: &mut Prepared, fds: &mut ChildFds) -> Result<(), Failure> {

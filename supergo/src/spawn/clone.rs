@@ -7,7 +7,7 @@
 //! exited, which a `chdir` into a hung network mount can put off forever. Only the thread
 //! that cloned waits; every other spawn runs beside it, each on its own stack.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
@@ -58,13 +58,17 @@ pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
     })?;
     // stdin, stdout, stderr, each listener, the exec-error pipe's write end.
     let needed = 4 + prepared.listener_fds.len();
-    if let Some(lease) = fd_slots::lease(needed) {
+    let lease = match prepared.needs_whole_fd_table {
+        false => fd_slots::lease(needed),
+        true => None,
+    };
+    if let Some(lease) = lease {
         if let Some(cloned) = clone_sharing(prepared, &mut stack, lease)? {
             return Ok(cloned);
         }
     }
     let (report, err_write) = report::open_pipe(prepared)?;
-    let fds = ChildFds {
+    let mut fds = ChildFds {
         stdio: [
             prepared.stdin.as_raw_fd(),
             prepared.stdout.as_raw_fd(),
@@ -72,8 +76,12 @@ pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
         ],
         listeners: prepared.listener_fds.clone(),
         err: err_write.as_raw_fd(),
+        own: None,
         shared: None,
     };
+    if !prepared.needs_whole_fd_table {
+        fds.own = Some(ascending(&fds));
+    }
     let cloned = clone_blocked(&mut stack, prepared, fds);
     // The child has exec'd or exited (CLONE_VFORK): our copy of the pipe's write end can
     // go, whose closing lets `wait_exec` read EOF.
@@ -104,19 +112,18 @@ fn clone_sharing(
     let Ok(slots) = lease.place(&sources) else {
         return Ok(None);
     };
-    let mut own = slots.clone();
-    own.sort_unstable();
-    let fds = ChildFds {
+    let mut fds = ChildFds {
         stdio: [slots[0], slots[1], slots[2]],
         listeners: slots[3..3 + n].to_vec(),
         err: slots[3 + n],
+        own: None,
         shared: Some(SharedTable {
             limit: lease.limit(),
-            own,
             #[cfg(debug_assertions)]
             refuse_for_test: fd_slots::refuse_for_test(),
         }),
     };
+    fds.own = Some(ascending(&fds));
     let cloned = clone_blocked(stack, prepared, fds);
     // The child has exec'd or exited, with a private table (or none): the placeholders go
     // back into the slots now, on every path, so that supergo holds no extra copy of a log
@@ -132,6 +139,15 @@ fn clone_sharing(
         return Ok(None);
     }
     Ok(Some(Cloned { pid, pidfd, report }))
+}
+
+/// Every fd the child reads, ascending (allocated here: the child may not).
+fn ascending(fds: &ChildFds) -> Vec<RawFd> {
+    let mut own: Vec<RawFd> = fds.stdio.to_vec();
+    own.extend(&fds.listeners);
+    own.push(fds.err);
+    own.sort_unstable();
+    own
 }
 
 /// The clone itself, with every signal blocked in this thread: the child starts with them

@@ -146,12 +146,7 @@ impl SlotPool {
     /// single slot is free there (an image started by an older supergo's upgrade can hold
     /// them all) or /dev/null cannot be opened.
     fn reserve(limit: RawFd) -> Option<SlotPool> {
-        let devnull = open(
-            "/dev/null",
-            OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
+        let devnull = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
         let mut slots = Vec::new();
         loop {
             // The lowest free number from 3 up (0, 1 and 2 stay supergo's own, even closed).
@@ -178,7 +173,9 @@ impl SlotPool {
     }
 
     fn free(&self) -> MutexGuard<'_, Vec<OwnedFd>> {
-        self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `count` slots, waiting up to `wait` for them.
@@ -327,8 +324,9 @@ mod tests {
     /// the other tests' fds may leave with fewer slots than `limit` - 3.)
     #[test]
     fn a_lease_holds_duplicates_until_dropped_and_never_waits_long() {
-        let pool: &'static SlotPool =
-            Box::leak(Box::new(SlotPool::reserve(128).expect("free fds below 128")));
+        let pool: &'static SlotPool = Box::leak(Box::new(
+            SlotPool::reserve(128).expect("free fds below 128"),
+        ));
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
         let mut lease = pool.lease(2, Duration::ZERO).expect("two free slots");
         let numbers = lease.place(&[write.as_raw_fd()]).expect("dup3 into a slot");
@@ -336,9 +334,13 @@ mod tests {
         assert!(slot >= 3 && slot < lease.limit());
         assert!(target(slot).starts_with("pipe:"), "{}", target(slot));
         // SAFETY: the slot stays open (the lease holds it) for this one fcntl.
-        let flags = fcntl(unsafe { BorrowedFd::borrow_raw(slot) }, FcntlArg::F_GETFD)
-            .expect("F_GETFD");
-        assert_ne!(flags & libc::FD_CLOEXEC, 0, "the duplicate is close-on-exec");
+        let flags =
+            fcntl(unsafe { BorrowedFd::borrow_raw(slot) }, FcntlArg::F_GETFD).expect("F_GETFD");
+        assert_ne!(
+            flags & libc::FD_CLOEXEC,
+            0,
+            "the duplicate is close-on-exec"
+        );
         drop(write);
         drop(lease);
         assert_eq!(target(slot), "/dev/null", "the placeholder is back");
@@ -351,7 +353,9 @@ mod tests {
         assert_eq!(pool.free().len(), pool.total, "every slot is back");
 
         let started = Instant::now();
-        assert!(pool.lease(pool.total + 1, Duration::from_secs(60)).is_none());
+        assert!(pool
+            .lease(pool.total + 1, Duration::from_secs(60))
+            .is_none());
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "refused without waiting"
