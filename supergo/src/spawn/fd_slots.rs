@@ -33,9 +33,10 @@
 //! `limit` (a gap left by a closed fd), the child closes its copy with the other fds that
 //! are not its own.
 //!
-//! Never a wait without end: a spawn that finds too few free slots waits at most
-//! [`LEASE_WAIT`] and then clones the old way (a full copy). A child hung before its exec (a
-//! `chdir` into a hung mount) holds only its own spawn's slots. When `close_range` is missing
+//! Never a wait without end: a spawn that finds too few free slots queues for them
+//! (`slot_queue.rs`), and clones the old way (a full copy) when no slot has come back for
+//! [`LEASE_WAIT`]`.quiet`, or after [`LEASE_WAIT`]`.max` in any case. A child hung before its
+//! exec (a `chdir` into a hung mount) holds only its own spawn's slots. When `close_range` is missing
 //! (Linux < 5.9, or a seccomp filter refuses it: probed once at [`reserve`]) no slot is
 //! reserved; when a child's `close_range` fails anyway, the child exits at once without
 //! touching the shared table, and every spawn from then on clones the old way ([`disable`]).
@@ -50,8 +51,8 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
@@ -59,6 +60,8 @@ use nix::libc;
 use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::stat::Mode;
 use nix::unistd::dup3;
+
+use super::slot_queue::{SlotQueue, Wait};
 
 /// The largest `limit`: 256 entries is what each child copies and closes instead of
 /// supergo's whole table (~4000 with 1000 programs), ~5% of a spawn's cost rather than ~40%.
@@ -72,12 +75,19 @@ const MAX_LIMIT: RawFd = 256;
 /// so that a supergo near its fd limit does not lose the room its programs need.
 const NOFILE_SHARE: u64 = 8;
 
-/// How long a spawn waits for free slots before it clones with a full copy. Slots come back
-/// as soon as a clone returns (well under a millisecond, a few under load); waiting costs no
-/// CPU, while the full copy costs ~0.3 ms of it with 1000 programs. Bounded, so that a burst
-/// of spawns (or spawns hung before their exec, each holding its own slots) never stalls
-/// another spawn beyond it.
-const LEASE_WAIT: Duration = Duration::from_millis(20);
+/// How long a spawn waits for free slots before it clones with a full copy. A lease ends when
+/// its clone returns, which is when the child has run to its exec: under load that can take
+/// tens of milliseconds (hundreds of runnable threads while 1000 programs start: measured up
+/// to ~500 ms, average ~85 ms, with the machine's load average above 30), and slots run out
+/// however many there are (1018 did too). Waiting costs no CPU and keeps the waiting threads
+/// off the run queue, while a full copy costs ~0.3 ms of CPU with 1000 programs; so a spawn
+/// waits as long as slots keep coming back, up to `max`. `quiet`: no slot back for that
+/// long means the slots are held by children hung before their exec, and nothing will come:
+/// the spawn goes on without.
+const LEASE_WAIT: Wait = Wait {
+    quiet: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+};
 
 /// The reserved slots, shared by every spawn.
 pub(super) struct SlotPool {
@@ -85,10 +95,7 @@ pub(super) struct SlotPool {
     devnull: OwnedFd,
     /// Every slot is below this: the `first` of the child's `close_range`.
     limit: RawFd,
-    /// How many slots were reserved (a lease of more can never be served).
-    total: usize,
-    free: Mutex<Vec<OwnedFd>>,
-    returned: Condvar,
+    free: SlotQueue,
 }
 
 static POOL: OnceLock<SlotPool> = OnceLock::new();
@@ -166,38 +173,13 @@ impl SlotPool {
         Some(SlotPool {
             devnull,
             limit,
-            total: slots.len(),
-            free: Mutex::new(slots),
-            returned: Condvar::new(),
+            free: SlotQueue::new(slots),
         })
     }
 
-    fn free(&self) -> MutexGuard<'_, Vec<OwnedFd>> {
-        self.free
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// `count` slots, waiting up to `wait` for them.
-    fn lease(&'static self, count: usize, wait: Duration) -> Option<Lease> {
-        if count > self.total {
-            return None;
-        }
-        let deadline = Instant::now() + wait;
-        let mut free = self.free();
-        while free.len() < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            free = self
-                .returned
-                .wait_timeout(free, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
-        let at = free.len() - count;
-        let slots = free.split_off(at);
+    /// `count` slots, waiting for them as `wait` allows.
+    fn lease(&'static self, count: usize, wait: Wait) -> Option<Lease> {
+        let slots = self.free.take(count, wait)?;
         Some(Lease {
             pool: self,
             slots,
@@ -225,8 +207,7 @@ impl SlotPool {
             }
             kept.push(slot);
         }
-        self.free().extend(kept);
-        self.returned.notify_all();
+        self.free.put(kept);
     }
 }
 
@@ -317,18 +298,21 @@ mod tests {
             .unwrap_or_else(|e| format!("fd {fd}: {e}"))
     }
 
+    const NO_WAIT: Wait = Wait {
+        quiet: Duration::ZERO,
+        max: Duration::ZERO,
+    };
+
     /// A lease puts a pipe's write end into a slot and takes it out again when dropped: the
-    /// read end then sees EOF, which is what a program's log pipe relies on. A lease of more
-    /// slots than there are is refused at once, and one that finds too few free waits only
-    /// as long as it was told. (One test: a pool of its own, not the process-wide one, which
-    /// the other tests' fds may leave with fewer slots than `limit` - 3.)
+    /// read end then sees EOF, which is what the exec-error pipe relies on. (A pool of its
+    /// own, not the process-wide one, whose slots the other tests' fds may have taken.)
     #[test]
-    fn a_lease_holds_duplicates_until_dropped_and_never_waits_long() {
+    fn a_lease_holds_duplicates_until_it_is_dropped() {
         let pool: &'static SlotPool = Box::leak(Box::new(
             SlotPool::reserve(128).expect("free fds below 128"),
         ));
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
-        let mut lease = pool.lease(2, Duration::ZERO).expect("two free slots");
+        let mut lease = pool.lease(2, NO_WAIT).expect("two free slots");
         let numbers = lease.place(&[write.as_raw_fd()]).expect("dup3 into a slot");
         let slot = numbers[0];
         assert!(slot >= 3 && slot < lease.limit());
@@ -350,22 +334,14 @@ mod tests {
             Ok(0),
             "no copy of the write end is left"
         );
-        assert_eq!(pool.free().len(), pool.total, "every slot is back");
-
-        let started = Instant::now();
-        assert!(pool
-            .lease(pool.total + 1, Duration::from_secs(60))
-            .is_none());
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "refused without waiting"
+        assert_eq!(
+            pool.free.free_len(),
+            pool.free.total(),
+            "every slot is back"
         );
-        let all = pool.lease(pool.total, Duration::ZERO).expect("every slot");
-        assert!(
-            pool.lease(1, Duration::from_millis(1)).is_none(),
-            "none left: a bounded wait, then None"
-        );
+        let all = pool.lease(pool.free.total(), NO_WAIT).expect("every slot");
+        assert!(pool.lease(1, NO_WAIT).is_none(), "none left");
         drop(all);
-        assert!(pool.lease(1, Duration::ZERO).is_some());
+        assert!(pool.lease(1, NO_WAIT).is_some(), "all back");
     }
 }

@@ -52,6 +52,7 @@ mod identity;
 mod prepare;
 mod report;
 mod signal;
+mod slot_queue;
 mod stack;
 
 use std::os::fd::{BorrowedFd, RawFd};
