@@ -56,8 +56,8 @@ pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
             e.desc()
         ))
     })?;
-    // stdin, stdout, stderr, each listener, the exec-error pipe's write end.
-    let needed = 4 + prepared.listener_fds.len();
+    // stdin, stdout, stderr, the exec-error pipe's write end, each listener.
+    let needed = fd_slots::SLOTS_PER_SPAWN + prepared.listener_fds.len();
     let lease = match prepared.needs_whole_fd_table {
         false => fd_slots::lease(needed),
         true => None,

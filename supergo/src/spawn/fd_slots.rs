@@ -14,7 +14,8 @@
 //! private fd table holding only the fds below `first` (the kernel's `dup_fd` sizes the copy
 //! to the last open fd below `first` when the range reaches the end of the table). So:
 //! 1. [`reserve`], once at start-up before any thread, fills every free fd number from 3 up to
-//!    [`SlotPool::limit`] with a placeholder (/dev/null, O_CLOEXEC): the slots;
+//!    `limit` (as many as the config's programs need to spawn all at once, 64 to 256) with a
+//!    placeholder (/dev/null, O_CLOEXEC): the slots;
 //! 2. a spawn leases the slots it needs ([`lease`]: stdin, stdout, stderr, each listener, the
 //!    exec-error pipe's write end), `dup3`s each fd the child will read into one (replacing
 //!    the placeholder atomically, O_CLOEXEC) and clones with CLONE_FILES: no table is copied;
@@ -36,18 +37,22 @@
 //! Never a wait without end: a spawn that finds too few free slots queues for them
 //! (`slot_queue.rs`), and clones the old way (a full copy) when no slot has come back for
 //! [`LEASE_WAIT`]`.quiet`, or after [`LEASE_WAIT`]`.max` in any case. A child hung before its
-//! exec (a `chdir` into a hung mount) holds only its own spawn's slots. When `close_range` is missing
-//! (Linux < 5.9, or a seccomp filter refuses it: probed once at [`reserve`]) no slot is
-//! reserved; when a child's `close_range` fails anyway, the child exits at once without
+//! exec (a `chdir` into a hung mount) holds only its own spawn's slots. When `close_range` is
+//! missing (Linux < 5.9, or a seccomp filter refuses it: probed once at [`reserve`]) no slot
+//! is reserved; when a child's `close_range` fails anyway, the child exits at once without
 //! touching the shared table, and every spawn from then on clones the old way ([`disable`]).
+//! A child that must see supergo's fds until its exec (the upgrade pre-flight runs the new
+//! binary as `/proc/self/fd/N`) always clones the old way.
 //!
 //! Upgrade in place and inherited fds: [`reserve`] runs after `Inherited::take` has found the
 //! fds an upgrade handed over, and takes only numbers free at that moment, so a slot never
 //! collides with an inherited fd (nor with fds a launcher or systemd passed: those stay where
-//! they are, below or above the slots). The slots are O_CLOEXEC and vanish at an upgrade's
-//! exec; everything supergo opened after them sits above `limit`, so the next image finds the
-//! same low numbers free again. An image started by an older supergo (which handed fds over at
-//! low numbers) gets fewer slots, or none: its spawns clone the old way.
+//! they are, below or above the slots: any fd below `limit` that is not a slot is copied into
+//! each child's private table and closed there with the others). The slots are O_CLOEXEC and
+//! vanish at an upgrade's exec; everything the daemon opens after them (its own binary's fd
+//! too, see `main`) sits above `limit`, so the next image finds the same low numbers free
+//! again. An image started by an older supergo (which handed fds over at low numbers) gets
+//! fewer slots, or none: its spawns wait for the few there are, or clone the old way.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +67,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::dup3;
 
 use super::slot_queue::{SlotQueue, Wait};
+use crate::config::Config;
 
 /// The largest `limit`: 256 entries is what each child copies and closes instead of
 /// supergo's whole table (~4000 with 1000 programs), ~5% of a spawn's cost rather than ~40%.
@@ -70,6 +76,9 @@ use super::slot_queue::{SlotQueue, Wait};
 /// 1000 programs start on two cores. A multiple of 64 (BITS_PER_LONG): the kernel rounds the
 /// private table up to one, and would copy (then close) the fds up to that boundary too.
 const MAX_LIMIT: RawFd = 256;
+
+/// Slots a spawn needs besides one per listener: stdin, stdout, stderr, the exec-error pipe.
+pub(super) const SLOTS_PER_SPAWN: usize = 4;
 
 /// At most this share of the soft RLIMIT_NOFILE goes to slots (1/8: 128 of the common 1024),
 /// so that a supergo near its fd limit does not lose the room its programs need.
@@ -103,14 +112,21 @@ static POOL: OnceLock<SlotPool> = OnceLock::new();
 /// Set once a child's `close_range` failed: from then on every spawn copies the table.
 static DISABLED: AtomicBool = AtomicBool::new(false);
 
-/// Reserves the slots. Call once, in `main`, after `Inherited::take` and before any other
-/// thread or fd exists (so that the lowest fd numbers are free). Without `close_range` (see
-/// the module docs) it reserves nothing, and spawns clone the old way.
-pub fn reserve() {
+/// Reserves the slots, as many as `config`'s programs need to spawn all at once (at most
+/// [`MAX_LIMIT`]; all of those when there is no config yet, as in an upgrade's new image).
+/// Call once, in `main`, after `Inherited::take` and before any thread exists or the daemon
+/// opens its fds (so that the lowest fd numbers are free). Without `close_range` (see the
+/// module docs) it reserves nothing, and spawns clone the old way.
+pub fn reserve(config: Option<&Config>) {
     if !close_range_exists() {
         return;
     }
-    let Some(limit) = limit_for(soft_nofile()) else {
+    let wanted = config.map(|config| {
+        (config.programs.values())
+            .map(|program| SLOTS_PER_SPAWN + program.listen_addrs.len())
+            .sum()
+    });
+    let Some(limit) = limit_for(soft_nofile(), wanted) else {
         return;
     };
     if let Some(pool) = SlotPool::reserve(limit) {
@@ -140,11 +156,24 @@ fn soft_nofile() -> u64 {
     getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
-/// The slots' `limit` for a soft RLIMIT_NOFILE: [`MAX_LIMIT`], or 1/[`NOFILE_SHARE`] of the
-/// limit rounded down to a multiple of 64; None when that leaves less than 64.
-fn limit_for(soft_nofile: u64) -> Option<RawFd> {
+/// The slots' `limit`: room for `wanted` slots (every program spawning at once), rounded up
+/// to a multiple of 64 and at least 64 (the kernel's smallest table, embedded in its
+/// `files_struct`: no allocation); at most [`MAX_LIMIT`] and 1/[`NOFILE_SHARE`] of the soft
+/// RLIMIT_NOFILE, rounded down; None when that leaves less than 64.
+///
+/// Why not always [`MAX_LIMIT`]: every child copies and closes `limit` entries, and each
+/// placeholder costs about what any fd does (posix_spawn of /bin/true from a process with 16
+/// fds: 0.50 ms of child CPU; with 250 more dups of /dev/null: 0.52 ms). A supergo with a few
+/// programs would pay that on every spawn for slots it never uses.
+fn limit_for(soft_nofile: u64, wanted: Option<usize>) -> Option<RawFd> {
     let share = (soft_nofile / NOFILE_SHARE) & !63;
-    let limit = RawFd::try_from(share).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+    let cap = RawFd::try_from(share).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+    // 3 for stdin, stdout and stderr (never slots), 1 for the placeholders' /dev/null.
+    let room = wanted.map_or(MAX_LIMIT, |wanted| {
+        let needed = RawFd::try_from(wanted.saturating_add(4)).unwrap_or(MAX_LIMIT);
+        (needed.min(MAX_LIMIT) + 63) / 64 * 64
+    });
+    let limit = room.clamp(64, MAX_LIMIT).min(cap);
     (limit >= 64).then_some(limit)
 }
 
@@ -155,11 +184,9 @@ impl SlotPool {
     fn reserve(limit: RawFd) -> Option<SlotPool> {
         let devnull = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
         let mut slots = Vec::new();
-        loop {
-            // The lowest free number from 3 up (0, 1 and 2 stay supergo's own, even closed).
-            let Ok(fd) = fcntl(&devnull, FcntlArg::F_DUPFD_CLOEXEC(3)) else {
-                break;
-            };
+        // The lowest free number from 3 up each time (0, 1 and 2 stay supergo's own, even
+        // closed), until one is at `limit` or above: that one is closed again.
+        while let Ok(fd) = fcntl(&devnull, FcntlArg::F_DUPFD_CLOEXEC(3)) {
             // SAFETY: F_DUPFD_CLOEXEC just returned this new fd, owned by nobody else.
             let slot = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
             if fd >= limit {
@@ -285,11 +312,17 @@ mod tests {
 
     #[test]
     fn the_limit_is_a_modest_multiple_of_64() {
-        assert_eq!(limit_for(1024), Some(128));
-        assert_eq!(limit_for(20_000), Some(256));
-        assert_eq!(limit_for(1 << 20), Some(256));
-        assert_eq!(limit_for(600), Some(64));
-        assert_eq!(limit_for(256), None);
+        // As many as every program spawning at once needs, from 64 to 256.
+        assert_eq!(limit_for(20_000, Some(5)), Some(64));
+        assert_eq!(limit_for(20_000, Some(60)), Some(64));
+        assert_eq!(limit_for(20_000, Some(61)), Some(128));
+        assert_eq!(limit_for(20_000, Some(5_000)), Some(256));
+        assert_eq!(limit_for(20_000, None), Some(256));
+        assert_eq!(limit_for(1 << 20, None), Some(256));
+        // At most an eighth of the fd limit.
+        assert_eq!(limit_for(1024, None), Some(128));
+        assert_eq!(limit_for(600, Some(5_000)), Some(64));
+        assert_eq!(limit_for(256, Some(5)), None);
     }
 
     fn target(fd: RawFd) -> String {

@@ -11,12 +11,12 @@
 //!   with fd slots leased (`fd_slots.rs`), the fds the child reads are duplicated into low
 //!   "slots" first and the child shares supergo's fd table (CLONE_FILES) instead of getting a
 //!   copy of all of it, which cost ~40% of a spawn with 1000 programs;
-//! - the child between clone and exec (`child.rs`): raw system calls only, in this order:
-//!   0. with CLONE_FILES: `close_range(limit, ~0U, CLOSE_RANGE_UNSHARE)`, a private table
-//!      holding only the slots; on failure it exits at once (touching nothing), and the
-//!      parent clones again with a copied table. Then, in either table, every fd above
-//!      stderr that is not its own is closed (all O_CLOEXEC: early, what the exec would do),
-//!      so that a child hung before its exec holds no other spawn's pipe ends;
+//! - the child between clone and exec (`child.rs`): raw system calls only. First (step 0),
+//!   with CLONE_FILES, `close_range(limit, ~0U, CLOSE_RANGE_UNSHARE)`: a private table
+//!   holding only the slots (on failure it exits at once, touching nothing, and the parent
+//!   clones again with a copied table); then, in either table, every fd above stderr that is
+//!   not its own is closed (all O_CLOEXEC: early, what the exec would do), so that a child
+//!   hung before its exec holds no other spawn's pipe ends. Then, in this order:
 //!   1. every catchable signal back to SIG_DFL (Rust ignores SIGPIPE, and signal-hook's
 //!      handlers must never run in the child), real-time signals too, then an empty mask;
 //!   2. `setsid()`: its own session and process group, so stop and kill reach grandchildren;
