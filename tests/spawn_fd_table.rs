@@ -227,7 +227,9 @@ stdout_file = "{dir}/logs/hung.out"
     sg.wait_ready();
     let supergo = sg.pid();
     let exe = fs::read_link(format!("/proc/{supergo}/exe")).expect("supergo's exe");
-    // The child that has not exec'd: it still runs supergo's binary.
+    // Every other program is running first: then the only child still running supergo's
+    // binary (not exec'd) is the hung one, not a filler caught on its way to its exec.
+    wait_all_running(&sg, &["hung"]);
     let hung = poll_until(TIMEOUT, "a child of supergo hung before its exec", || {
         descendants(supergo).into_iter().find(|p| {
             p.ppid == supergo
@@ -235,7 +237,6 @@ stdout_file = "{dir}/logs/hung.out"
         })
     });
     sg.register(hung.pid);
-    wait_all_running(&sg, &["hung"]);
     assert_fillers_see_their_own_fds(&sg, 1);
 
     // What it holds: supergo's 0, 1, 2 and its own fds (stdin, stdout, stderr, the
