@@ -58,9 +58,10 @@ pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
     })?;
     // stdin, stdout, stderr, the exec-error pipe's write end, each listener.
     let needed = fd_slots::SLOTS_PER_SPAWN + prepared.listener_fds.len();
-    let lease = match prepared.needs_whole_fd_table {
-        false => fd_slots::lease(needed),
-        true => None,
+    let lease = if prepared.needs_whole_fd_table {
+        None
+    } else {
+        fd_slots::lease(needed)
     };
     if let Some(lease) = lease {
         if let Some(cloned) = clone_sharing(prepared, &mut stack, lease)? {

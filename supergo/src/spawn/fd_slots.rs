@@ -70,11 +70,14 @@ use super::slot_queue::{SlotQueue, Wait};
 use crate::config::Config;
 
 /// The largest `limit`: 256 entries is what each child copies and closes instead of
-/// supergo's whole table (~4000 with 1000 programs), ~5% of a spawn's cost rather than ~40%.
-/// It gives 253 slots: a realistic program needs 5 (stdin, stdout, stderr, one listener, the
-/// exec-error pipe), so ~50 spawns at once, which is about how many clones are in flight while
-/// 1000 programs start on two cores. A multiple of 64 (BITS_PER_LONG): the kernel rounds the
-/// private table up to one, and would copy (then close) the fds up to that boundary too.
+/// supergo's whole table (~4000 with 1000 programs): ~4% of a spawn's cost rather than ~40%
+/// (each entry costs about the same, ~85 ns). It gives 253 slots: a realistic program needs 5
+/// (stdin, stdout, stderr, one listener, the exec-error pipe), so ~50 spawns at once. While
+/// 1000 programs start, spawns queue for slots at any size (see [`LEASE_WAIT`]); measured on
+/// two cores, limits of 128, 256 and 512 started them all equally fast (2.1 s), with children's
+/// CPU 1.27-1.37 s, 1.39-1.40 s and 1.41-1.50 s: 256 keeps room for more cores to spawn at
+/// once at little cost. A multiple of 64 (BITS_PER_LONG): the kernel rounds the private table
+/// up to one, and would copy (then close) the fds up to that boundary too.
 const MAX_LIMIT: RawFd = 256;
 
 /// Slots a spawn needs besides one per listener: stdin, stdout, stderr, the exec-error pipe.
