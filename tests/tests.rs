@@ -22,6 +22,7 @@ mod readiness;
 mod regressions;
 mod restart;
 mod settings;
+mod spawn_fd_table;
 mod spawn_hardening;
 mod update;
 mod upgrade;

@@ -91,15 +91,14 @@ fn main() -> ExitCode {
     if let Some(state_version) = &args.check_upgrade {
         return supergo::handover::preflight::run(state_version.as_deref(), &args.config);
     }
-    // Kept open for the daemon's life: the binary to go back to should an upgrade fail.
-    let self_exe = SelfExe::open()
-        .map_err(|e| {
-            warn!("cannot open supergo's own binary ({e}): upgrade in place is not available")
-        })
-        .ok();
     match inherited {
         Ok(None) => {}
         Ok(Some(inherited)) => {
+            // See `reserve_fd_slots` below. Sized by the config file, as the old image's slots
+            // were (unless the file was edited since); `restore` loads it again for itself and
+            // says what is wrong with it.
+            supergo::spawn::reserve_fd_slots(config::load(&args.config).ok().as_ref());
+            let self_exe = open_self_exe();
             return match restore::run(inherited, &args.config, args.listen.clone(), self_exe) {
                 Ok(status) => ExitCode::from(status),
                 Err(e) => {
@@ -124,6 +123,11 @@ fn main() -> ExitCode {
     if args.check {
         return check(&config);
     }
+    // The lowest free fd numbers, for spawns that share the fd table (`spawn::fd_slots`):
+    // after `Inherited::take` (so that no slot takes the number of an fd an upgrade handed
+    // over), before any thread exists and before the daemon opens its fds.
+    supergo::spawn::reserve_fd_slots(Some(&config));
+    let self_exe = open_self_exe();
     match run(args, config, self_exe) {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
@@ -131,6 +135,17 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// supergo's own binary, kept open for the daemon's life: the binary to go back to should an
+/// upgrade fail. Opened after the fd slots, above them: an upgrade hands it to the next image,
+/// which then finds every slot number free again.
+fn open_self_exe() -> Option<SelfExe> {
+    SelfExe::open()
+        .map_err(|e| {
+            warn!("cannot open supergo's own binary ({e}): upgrade in place is not available")
+        })
+        .ok()
 }
 
 /// Turns the original's single-dash long options into pico-args' double-dash ones.

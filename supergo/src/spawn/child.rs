@@ -1,4 +1,4 @@
-//! The child between clone and exec (steps 1–8 of the module docs of `spawn`).
+//! The child between clone and exec (steps 0–8 of the module docs of `spawn`).
 //!
 //! It shares supergo's memory (CLONE_VM) while the thread that cloned it is suspended, so it
 //! runs under the rules of a signal handler and more: raw system calls only (libc's plain
@@ -8,7 +8,7 @@
 //! shares and nobody else reads meanwhile). Every failure is reported with its step through
 //! the exec-error pipe (`report.rs`).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use nix::errno::Errno;
 use nix::libc;
@@ -32,8 +32,34 @@ use libc::{
 /// What the cloning thread hands the child (through clone's `arg` pointer).
 pub(super) struct ChildArgs {
     pub(super) prepared: *mut Prepared,
+    pub(super) fds: ChildFds,
+}
+
+/// The fd numbers the child reads from: the ones of the [`Prepared`], or the fd slots the
+/// cloning thread duplicated them into (`fd_slots.rs`).
+pub(super) struct ChildFds {
+    /// The sources of the child's fd 0, 1 and 2.
+    pub(super) stdio: [RawFd; 3],
+    /// The sources of fd 3, 4, …, in order (moved above `3 + n` by the child, step 5).
+    pub(super) listeners: Vec<RawFd>,
     /// The write end of the exec-error pipe.
-    pub(super) err_fd: RawFd,
+    pub(super) err: RawFd,
+    /// Every fd above, in ascending order: the child closes all others above stderr first
+    /// thing (step 0). None when it must keep supergo's fds until its exec
+    /// (`Prepared::needs_whole_fd_table`).
+    pub(super) own: Option<Vec<RawFd>>,
+    /// Set when the child shares supergo's fd table (CLONE_FILES): it must take a private
+    /// one before anything else.
+    pub(super) shared: Option<SharedTable>,
+}
+
+/// A child cloned with CLONE_FILES: every fd it reads sits in a slot below `limit`.
+pub(super) struct SharedTable {
+    pub(super) limit: RawFd,
+    /// Test hook (debug builds only): act as if `close_range` failed. See
+    /// `fd_slots::refuse_for_test`.
+    #[cfg(debug_assertions)]
+    pub(super) refuse_for_test: bool,
 }
 
 /// A failed step and its errno.
@@ -44,9 +70,25 @@ pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` of the cloning thread, which stays suspended (and its
     // `Prepared` alive and untouched) until this child has exec'd or exited.
     let args = unsafe { &mut *arg.cast::<ChildArgs>() };
+    if let Some(shared) = &args.fds.shared {
+        // Step 0, before any other system call: until this succeeds the child shares
+        // supergo's fd table, where a dup2 or close would hit supergo's own fds. On failure
+        // it touches nothing: the report (a write, which changes no table) and `_exit`; the
+        // parent clones again the old way (`clone.rs`).
+        if let Err(errno) = take_private_table(shared) {
+            report::send(args.fds.err, Step::FdTable, errno);
+            // SAFETY: as below; exiting drops this child's reference to the shared table
+            // and closes nothing in it.
+            unsafe { libc::_exit(127) };
+        }
+    }
+    if let Some(own) = &args.fds.own {
+        let end = args.fds.shared.as_ref().map(|shared| shared.limit);
+        close_all_but(own, end);
+    }
     // SAFETY: as above; nothing else uses the `Prepared` meanwhile.
     let p = unsafe { &mut *args.prepared };
-    let (step, errno) = match setup(p) {
+    let (step, errno) = match setup(p, &mut args.fds) {
         Ok(()) => {
             // SAFETY: the pointer arrays are NULL-terminated and point into buffers owned by
             // `p`, which outlives this call.
@@ -61,7 +103,7 @@ pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         Err(failure) => failure,
     };
-    report::send(args.err_fd, step, errno);
+    report::send(args.fds.err, step, errno);
     let code = if matches!(step, Step::Exec) && matches!(errno, libc::EACCES | libc::ENOEXEC) {
         126
     } else {
@@ -80,7 +122,49 @@ fn check(ret: libc::c_int, step: Step) -> Result<libc::c_int, Failure> {
     }
 }
 
-fn setup(p: &mut Prepared) -> Result<(), Failure> {
+/// close_range(2) through `syscall(2)`: nix has no wrapper, and glibc's needs glibc 2.34.
+fn close_range(first: RawFd, last: libc::c_uint, flags: libc::c_uint) -> libc::c_long {
+    // SAFETY: a raw system call on fd numbers.
+    unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, last, flags) }
+}
+
+/// Step 0 (CLONE_FILES only): a private fd table holding only the fds below `limit` (the
+/// kernel copies no more: see `fd_slots.rs`). Until it returns, any dup2 or close would act
+/// on supergo's own table.
+fn take_private_table(shared: &SharedTable) -> Result<(), i32> {
+    #[cfg(debug_assertions)]
+    if shared.refuse_for_test {
+        return Err(libc::ENOSYS);
+    }
+    if close_range(shared.limit, libc::c_uint::MAX, libc::CLOSE_RANGE_UNSHARE) == -1 {
+        return Err(Errno::last_raw());
+    }
+    Ok(())
+}
+
+/// Step 0, in a table of the child's own: closes every fd above stderr that is not in `own`
+/// (ascending), below `end` (the slots' limit: nothing sits above it any more) or to the end
+/// of the table. They are all O_CLOEXEC, so this only does before anything can block what
+/// the exec would do: a child hung before its exec (a `chdir` into a hung mount) must not
+/// hold other spawns' pipe ends, or their exec reports (and log pipes) would never reach EOF
+/// and those spawns would hang with it. Errors are ignored: there is none for a valid range
+/// (and without close_range, Linux < 5.9, the exec still closes them).
+fn close_all_but(own: &[RawFd], end: Option<RawFd>) {
+    let last = end.map_or(libc::c_uint::MAX, |end| (end - 1) as libc::c_uint);
+    let mut from: RawFd = 3;
+    for &fd in own {
+        if fd > from {
+            close_range(from, (fd - 1) as libc::c_uint, 0);
+        }
+        from = from.max(fd + 1);
+    }
+    if from as libc::c_uint <= last {
+        close_range(from, last, 0);
+    }
+}
+
+fn setup(p: &mut Prepared, fds: &mut ChildFds) -> Result<(), Failure> {
+    keep_report_above_listeners(fds)?;
     reset_signals()?;
     // SAFETY (every unsafe block below): plain system calls on fds and buffers that the
     // child owns (its copy of the fd table) or that `p` owns.
@@ -93,12 +177,7 @@ fn setup(p: &mut Prepared) -> Result<(), Failure> {
     if let Some(mask) = p.umask {
         unsafe { libc::umask(mask.bits()) };
     }
-    let stdio = [
-        p.stdin.as_raw_fd(),
-        p.stdout.as_raw_fd(),
-        p.stderr.as_raw_fd(),
-    ];
-    for (target, source) in stdio.into_iter().enumerate() {
+    for (target, source) in fds.stdio.into_iter().enumerate() {
         let target = target as RawFd;
         check(unsafe { libc::dup2(source, target) }, Step::Stdio)?;
         // `dup2(fd, fd)` leaves FD_CLOEXEC as it was: clear it, or the child would lose
@@ -108,7 +187,7 @@ fn setup(p: &mut Prepared) -> Result<(), Failure> {
             Step::Stdio,
         )?;
     }
-    pass_listeners(&mut p.listener_fds)?;
+    pass_listeners(&mut fds.listeners)?;
     // After the fd moves: a low `nofile` must not stop the child from duplicating the
     // listeners while it still holds supergo's fds. Before dropping root: raising a hard
     // limit needs it. Soft and hard both take the value, as systemd's `LimitNOFILE=N` does.
@@ -127,6 +206,22 @@ fn setup(p: &mut Prepared) -> Result<(), Failure> {
     }
     if let Some(index) = p.listen_pid_slot {
         write_pid(&mut p.envp[index..], unsafe { libc::getpid() });
+    }
+    Ok(())
+}
+
+/// The exec-error pipe's write end must not sit where a listener goes (3..3+n), or an exec
+/// error would be written into a socket. `report::open_pipe` puts it above for a copied
+/// table; a slot (CLONE_FILES) may be lower, and is moved here (F_DUPFD_CLOEXEC: the new
+/// copy still closes at exec).
+fn keep_report_above_listeners(fds: &mut ChildFds) -> Result<(), Failure> {
+    let above = 3 + fds.listeners.len() as RawFd;
+    if fds.err < above {
+        // SAFETY: a raw system call on an fd of this child's own table.
+        fds.err = check(
+            unsafe { libc::fcntl(fds.err, libc::F_DUPFD_CLOEXEC, above) },
+            Step::Listeners,
+        )?;
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
-//! The clone: `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` on a stack of the child's own,
-//! with every signal blocked in the cloning thread, returning the child's pid, its pidfd
-//! and the parent's end of the exec-error pipe.
+//! The clone: `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, plus CLONE_FILES when fd slots
+//! can be leased (`fd_slots.rs`), on a stack of the child's own, with every signal blocked in
+//! the cloning thread, returning the child's pid, its pidfd and the parent's end of the
+//! exec-error pipe.
 //!
 //! No lock is held here: a CLONE_VFORK clone returns only once the child has exec'd or
 //! exited, which a `chdir` into a hung network mount can put off forever. Only the thread
 //! that cloned waits; every other spawn runs beside it, each on its own stack.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
@@ -14,8 +15,9 @@ use nix::libc;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::Pid;
 
-use super::child::{child_main, ChildArgs};
+use super::child::{child_main, ChildArgs, ChildFds, SharedTable};
 use super::error::{fail, SpawnError};
+use super::fd_slots::{self, Lease};
 use super::prepare::Prepared;
 use super::report::{self, ExecReport};
 use super::stack::ChildStack;
@@ -42,18 +44,121 @@ static NO_CLONE_PIDFD: AtomicBool = AtomicBool::new(false);
 
 /// Starts the prepared child. The caller registers the pid (see `reaper`) and then calls
 /// `wait_exec`.
+///
+/// With fd slots to lease (`fd_slots.rs`), the child shares supergo's fd table (CLONE_FILES)
+/// until it takes a private copy of the slots alone; otherwise, or when that fails, the
+/// kernel copies supergo's whole table into it, as before.
 pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
     let name = prepared.program.clone();
-    let (report, err_write) = report::open_pipe(prepared)?;
     let mut stack = ChildStack::new().map_err(|e| {
         fail(format!(
             "{name}: cannot map a stack for the new process: {}",
             e.desc()
         ))
     })?;
+    // stdin, stdout, stderr, the exec-error pipe's write end, each listener.
+    let needed = fd_slots::SLOTS_PER_SPAWN + prepared.listener_fds.len();
+    let lease = if prepared.needs_whole_fd_table {
+        None
+    } else {
+        fd_slots::lease(needed)
+    };
+    if let Some(lease) = lease {
+        if let Some(cloned) = clone_sharing(prepared, &mut stack, lease)? {
+            return Ok(cloned);
+        }
+    }
+    let (report, err_write) = report::open_pipe(prepared)?;
+    let mut fds = ChildFds {
+        stdio: [
+            prepared.stdin.as_raw_fd(),
+            prepared.stdout.as_raw_fd(),
+            prepared.stderr.as_raw_fd(),
+        ],
+        listeners: prepared.listener_fds.clone(),
+        err: err_write.as_raw_fd(),
+        own: None,
+        shared: None,
+    };
+    if !prepared.needs_whole_fd_table {
+        fds.own = Some(ascending(&fds));
+    }
+    let cloned = clone_blocked(&mut stack, prepared, fds);
+    // The child has exec'd or exited (CLONE_VFORK): our copy of the pipe's write end can
+    // go, whose closing lets `wait_exec` read EOF.
+    drop(err_write);
+    let (pid, pidfd) = cloned?;
+    Ok(Cloned { pid, pidfd, report })
+}
 
-    // Block every signal in this thread across the clone: the child starts with them
-    // blocked, so no signal-hook handler can run in it before it resets dispositions.
+/// The clone with CLONE_FILES, on leased slots: None when it did not happen and the caller
+/// should clone the old way (a slot could not be filled, or the child could not take a
+/// private table: then `fd_slots::disable` turns slots off for good).
+fn clone_sharing(
+    prepared: &mut Prepared,
+    stack: &mut ChildStack,
+    mut lease: Lease,
+) -> Result<Option<Cloned>, SpawnError> {
+    let (mut report, err_write) = report::open_pipe(prepared)?;
+    let n = prepared.listener_fds.len();
+    let mut sources = vec![
+        prepared.stdin.as_raw_fd(),
+        prepared.stdout.as_raw_fd(),
+        prepared.stderr.as_raw_fd(),
+    ];
+    sources.extend(&prepared.listener_fds);
+    sources.push(err_write.as_raw_fd());
+    // dup3 over an open slot allocates nothing and cannot fail in practice; if it does, the
+    // lease's drop puts back what was placed.
+    let Ok(slots) = lease.place(&sources) else {
+        return Ok(None);
+    };
+    let mut fds = ChildFds {
+        stdio: [slots[0], slots[1], slots[2]],
+        listeners: slots[3..3 + n].to_vec(),
+        err: slots[3 + n],
+        own: None,
+        shared: Some(SharedTable {
+            limit: lease.limit(),
+            #[cfg(debug_assertions)]
+            refuse_for_test: fd_slots::refuse_for_test(),
+        }),
+    };
+    fds.own = Some(ascending(&fds));
+    let cloned = clone_blocked(stack, prepared, fds);
+    // The child has exec'd or exited, with a private table (or none): the placeholders go
+    // back into the slots now, on every path, so that supergo holds no extra copy of a log
+    // pipe's write end (its reader would never see EOF) nor of our own pipe's write end.
+    drop(lease);
+    drop(err_write);
+    let (pid, pidfd) = cloned?;
+    if let Some(errno) = report.unshare_refused() {
+        // That child exited without touching supergo's table; its exit is reaped like an
+        // orphan's (its pid is registered nowhere).
+        fd_slots::disable(&prepared.program, errno);
+        drop(pidfd);
+        return Ok(None);
+    }
+    Ok(Some(Cloned { pid, pidfd, report }))
+}
+
+/// Every fd the child reads, ascending (allocated here: the child may not).
+fn ascending(fds: &ChildFds) -> Vec<RawFd> {
+    let mut own: Vec<RawFd> = fds.stdio.to_vec();
+    own.extend(&fds.listeners);
+    own.push(fds.err);
+    own.sort_unstable();
+    own
+}
+
+/// The clone itself, with every signal blocked in this thread: the child starts with them
+/// blocked, so no signal-hook handler can run in it before it resets dispositions.
+fn clone_blocked(
+    stack: &mut ChildStack,
+    prepared: &mut Prepared,
+    fds: ChildFds,
+) -> Result<(Pid, Option<OwnedFd>), SpawnError> {
+    let name = prepared.program.clone();
     let mut old_mask = SigSet::empty();
     pthread_sigmask(
         SigmaskHow::SIG_SETMASK,
@@ -61,12 +166,9 @@ pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
         Some(&mut old_mask),
     )
     .map_err(|e| fail(format!("{name}: cannot block signals: {}", e.desc())))?;
-    let mut args = ChildArgs {
-        prepared,
-        err_fd: err_write.as_raw_fd(),
-    };
+    let mut args = ChildArgs { prepared, fds };
     let with_pidfd = !NO_CLONE_PIDFD.load(Ordering::Relaxed);
-    let mut cloned = clone_raw(&mut stack, &mut args, with_pidfd);
+    let mut cloned = clone_raw(stack, &mut args, with_pidfd);
     if with_pidfd && matches!(cloned, Err(Errno::EINVAL)) {
         if !NO_CLONE_PIDFD.swap(true, Ordering::Relaxed) {
             crate::warn!(
@@ -74,20 +176,10 @@ pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
                  pid, which a reused pid could misdirect"
             );
         }
-        cloned = clone_raw(&mut stack, &mut args, false);
+        cloned = clone_raw(stack, &mut args, false);
     }
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-    // The child has exec'd or exited (CLONE_VFORK): its stack can go, and so can our copy
-    // of the pipe's write end, whose closing lets `wait_exec` read EOF.
-    drop(stack);
-    drop(err_write);
-    match cloned {
-        Ok((pid, pidfd)) => Ok(Cloned { pid, pidfd, report }),
-        Err(e) => Err(fail(format!(
-            "{name}: cannot start a process: {}",
-            e.desc()
-        ))),
-    }
+    cloned.map_err(|e| fail(format!("{name}: cannot start a process: {}", e.desc())))
 }
 
 /// clone(2) through glibc's wrapper, which runs `child_main` on `stack` in the child.
@@ -96,16 +188,22 @@ pub fn clone_child(prepared: &mut Prepared) -> Result<Cloned, SpawnError> {
 /// mapping of supergo, including one stack per worker thread, and costs ~4 ms with 1000
 /// programs against ~0.4 ms for this. The child shares supergo's memory until it execs,
 /// while this thread is suspended, so it must not touch anything another thread could (see
-/// `child.rs`). It has its own copy of the fd table, signal handlers, cwd and umask (no
-/// CLONE_FILES, CLONE_SIGHAND or CLONE_FS). SIGCHLD as the exit signal makes it an
+/// `child.rs`). It has its own signal handlers, cwd and umask (no CLONE_SIGHAND or
+/// CLONE_FS). Its fd table: a copy of supergo's whole table, or with CLONE_FILES (when
+/// `args.fds.shared` is set) supergo's own, until its first system call takes a private
+/// one holding only the fd slots (`fd_slots.rs`). SIGCHLD as the exit signal makes it an
 /// ordinary child for waitpid (the reaper). CLONE_PIDFD: the kernel writes a pidfd (with
-/// O_CLOEXEC) into `pidfd`; nix's `clone` has no way to pass that pointer.
+/// O_CLOEXEC) into `pidfd`, installed in the cloning process's table (with CLONE_FILES too,
+/// that is supergo's); nix's `clone` has no way to pass that pointer.
 fn clone_raw(
     stack: &mut ChildStack,
     args: &mut ChildArgs,
     with_pidfd: bool,
 ) -> Result<(Pid, Option<OwnedFd>), Errno> {
     let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    if args.fds.shared.is_some() {
+        flags |= libc::CLONE_FILES;
+    }
     if with_pidfd {
         flags |= libc::CLONE_PIDFD;
     }

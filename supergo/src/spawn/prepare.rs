@@ -61,6 +61,11 @@ pub struct Prepared {
     pub(super) umask: Option<Mode>,
     pub(super) rlimits: Vec<(Resource, u64)>,
     pub(super) identity: Option<Identity>,
+    /// The executable is a path through `/proc/self/fd` or `/dev/fd`, so names one of
+    /// supergo's own fds (an upgrade's pre-flight runs the new binary as `/proc/self/fd/N`):
+    /// the child resolves it at its `execve`, so it needs a copy of supergo's whole fd table,
+    /// not the fd slots alone (`fd_slots.rs`).
+    pub(super) needs_whole_fd_table: bool,
     /// Test hook (debug builds only): the child sleeps before its `chdir`, standing in for
     /// a directory on a hung network mount. See [`test_hook`].
     #[cfg(debug_assertions)]
@@ -133,6 +138,7 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
             .map(|m| Mode::from_bits_truncate(m as libc::mode_t)),
         rlimits: rlimit_plan(config)?,
         identity: identity.map(|(id, _)| id),
+        needs_whole_fd_table: names_own_fd(&executable),
         #[cfg(debug_assertions)]
         hang_before_chdir: test_hook::hang_dir() == Some(config.directory.as_path()),
     };
@@ -174,6 +180,14 @@ fn resolve_executable(argv0: &str, directory: &Path, path_var: &OsStr) -> Result
                 .unwrap_or(false)
         })
         .ok_or_else(|| format!("not found in PATH ({})", path_var.to_string_lossy()))
+}
+
+/// True for a path that names an fd of the process that opens it (see
+/// `Prepared::needs_whole_fd_table`).
+fn names_own_fd(path: &Path) -> bool {
+    ["/proc/self/fd/", "/proc/thread-self/fd/", "/dev/fd/"]
+        .iter()
+        .any(|dir| path.starts_with(dir))
 }
 
 /// `path` without `.` and `a/..` components, for messages only: with symlinks the lexical
@@ -240,5 +254,13 @@ mod tests {
                 .unwrap_err()
                 .contains("No such file")
         );
+    }
+
+    #[test]
+    fn a_path_through_an_fd_of_supergo_needs_its_whole_table() {
+        assert!(names_own_fd(Path::new("/proc/self/fd/426")));
+        assert!(names_own_fd(Path::new("/dev/fd/7")));
+        assert!(!names_own_fd(Path::new("/usr/bin/supergo")));
+        assert!(!names_own_fd(Path::new("/proc/selfish/fd/3")));
     }
 }

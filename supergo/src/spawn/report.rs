@@ -7,13 +7,14 @@
 //! exits. The parent turns them into a message that names the program and what failed.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::libc;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{self, Pid};
 
 use super::error::{fail, SpawnError};
@@ -31,6 +32,9 @@ pub(super) enum Step {
     Stdio,
     Listeners,
     Exec,
+    /// The child's `close_range(CLOSE_RANGE_UNSHARE)` (CLONE_FILES only): the parent then
+    /// clones again without CLONE_FILES (`clone.rs`).
+    FdTable,
 }
 
 impl Step {
@@ -44,6 +48,7 @@ impl Step {
             Step::Stdio,
             Step::Listeners,
             Step::Exec,
+            Step::FdTable,
         ]
         .into_iter()
         .find(|s| *s as u32 == n)
@@ -53,6 +58,17 @@ impl Step {
 /// The parent's end of the exec-error pipe.
 pub(super) struct ExecReport {
     read: OwnedFd,
+    /// Read early by [`ExecReport::unshare_refused`].
+    received: Option<Received>,
+}
+
+/// What the pipe said.
+enum Received {
+    /// EOF without a report: the exec happened.
+    Exec,
+    /// The step (as sent) and errno of a child that failed.
+    Failed(u32, Errno),
+    Unreadable(Errno),
 }
 
 /// Opens the exec-error pipe: the parent's end, and the write end for the child.
@@ -81,7 +97,13 @@ pub(super) fn open_pipe(prepared: &Prepared) -> Result<(ExecReport, OwnedFd), Sp
     } else {
         write
     };
-    Ok((ExecReport { read }, write))
+    Ok((
+        ExecReport {
+            read,
+            received: None,
+        },
+        write,
+    ))
 }
 
 /// The child's side: writes the step and errno (one `write`, 8 bytes: atomic on a pipe).
@@ -97,10 +119,27 @@ pub(super) fn send(err_fd: RawFd, step: Step, errno: i32) {
 }
 
 impl ExecReport {
-    /// Waits until the child has exec'd (Ok) or reported why it could not (Err, with the
-    /// pid set: its exit is still reaped and routed). The child has exec'd or exited by the
-    /// time a CLONE_VFORK clone returns, so this does not block for long.
-    pub(super) fn wait(self, pid: Pid, prepared: &Prepared) -> Result<Pid, SpawnError> {
+    /// Right after a CLONE_FILES clone returned: the errno when the child could not take a
+    /// private fd table. That child wrote its report before `_exit`, so before the clone
+    /// returned: a report is read only when it is already there (a poll with no wait), and
+    /// kept for [`ExecReport::wait`]. Never blocks: the pid is not registered yet.
+    pub(super) fn unshare_refused(&mut self) -> Option<Errno> {
+        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        let ready = matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0);
+        if !ready {
+            return None;
+        }
+        let received = self.receive();
+        let refused = match received {
+            Received::Failed(step, errno) if step == Step::FdTable as u32 => Some(errno),
+            _ => None,
+        };
+        self.received = Some(received);
+        refused
+    }
+
+    /// Reads until a whole report or EOF.
+    fn receive(&self) -> Received {
         let mut report = [0u8; 8];
         let mut filled = 0;
         while filled < report.len() {
@@ -108,28 +147,41 @@ impl ExecReport {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    return Err(SpawnError {
-                        pid: Some(pid),
-                        message: format!(
-                            "{}: cannot read the exec-error pipe of pid {pid}: {}",
-                            prepared.program,
-                            e.desc()
-                        ),
-                    })
-                }
+                Err(e) => return Received::Unreadable(e),
             }
         }
         if filled == 0 {
-            return Ok(pid);
+            return Received::Exec;
         }
         let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
         let errno = Errno::from_raw(i32::from_ne_bytes([
             report[4], report[5], report[6], report[7],
         ]));
+        Received::Failed(step, errno)
+    }
+
+    /// Waits until the child has exec'd (Ok) or reported why it could not (Err, with the
+    /// pid set: its exit is still reaped and routed). The child has exec'd or exited by the
+    /// time a CLONE_VFORK clone returns, so this does not block for long.
+    pub(super) fn wait(mut self, pid: Pid, prepared: &Prepared) -> Result<Pid, SpawnError> {
+        let received = match self.received.take() {
+            Some(received) => received,
+            None => self.receive(),
+        };
+        let message = match received {
+            Received::Exec => return Ok(pid),
+            Received::Failed(step, errno) => {
+                describe_failure(prepared, Step::from_u32(step), errno)
+            }
+            Received::Unreadable(e) => format!(
+                "{}: cannot read the exec-error pipe of pid {pid}: {}",
+                prepared.program,
+                e.desc()
+            ),
+        };
         Err(SpawnError {
             pid: Some(pid),
-            message: describe_failure(prepared, Step::from_u32(step), errno),
+            message,
         })
     }
 }
@@ -171,6 +223,9 @@ fn describe_failure(prepared: &Prepared, step: Option<Step>, errno: Errno) -> St
         Some(Step::Session) => format!("{name}: cannot create a session (setsid): {why}"),
         Some(Step::Stdio) => format!("{name}: cannot set up stdin/stdout/stderr: {why}"),
         Some(Step::Listeners) => format!("{name}: cannot pass the listeners at fd 3..: {why}"),
+        Some(Step::FdTable) => format!(
+            "{name}: cannot take a private fd table (close_range with CLOSE_RANGE_UNSHARE): {why}"
+        ),
         None => format!("{name}: the child failed before exec: {why}"),
     }
 }
