@@ -21,7 +21,6 @@
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::unbounded;
 use nix::unistd::Pid;
 
 use super::generations::StopFirst;
@@ -231,7 +230,7 @@ impl Worker {
         } = found;
         let for_signals = pidfd.as_ref().and_then(|fd| fd.try_clone().ok());
         spawn::register_child(pid, for_signals);
-        if let Err(e) = watch::watch(pid, start_ticks, pidfd, self.exits_tx.clone()) {
+        if let Err(e) = watch::watch(pid, start_ticks, pidfd, self.exit_route()) {
             error!("{name}[{pid}]: cannot watch it for its exit: {e}");
         }
         let mut process = Process::new(pid, generation, &self.resources.config);
@@ -276,7 +275,6 @@ pub(super) fn start(
     ctx: Arc<Context>,
     prepare: impl FnOnce(&mut Worker),
 ) -> std::io::Result<ProgramHandle> {
-    let (commands_tx, commands_rx) = unbounded();
     let status = Arc::new(Mutex::new(ProgramStatus::new(&config.name)));
     let shared_config: SharedConfig = Arc::new(Mutex::new(config.clone()));
     let mut worker = Worker::new(
@@ -284,16 +282,16 @@ pub(super) fn start(
         shared_config.clone(),
         listeners,
         ctx,
-        commands_rx,
         status.clone(),
     );
     prepare(&mut worker);
     worker.publish();
     worker.waiters.flush();
+    let commands = worker.commands_tx.clone();
     let thread = worker.start()?;
     Ok(ProgramHandle {
         config: shared_config,
-        commands: commands_tx,
+        commands,
         status,
         thread,
     })

@@ -10,7 +10,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::unbounded;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -171,7 +170,6 @@ impl RestoredProgram {
         let listeners = ctx
             .pool
             .acquire_all(&config.listen_addrs, config.socket_mode);
-        let (commands_tx, commands_rx) = unbounded();
         let status: SharedStatus = Arc::new(Mutex::new(ProgramStatus::new(&name)));
         let shared_config = Arc::new(Mutex::new(config.clone()));
         let mut worker = Worker::new(
@@ -179,7 +177,6 @@ impl RestoredProgram {
             shared_config.clone(),
             listeners,
             ctx,
-            commands_rx,
             status.clone(),
         );
         if worker.resources.listen_error.is_none() {
@@ -201,15 +198,16 @@ impl RestoredProgram {
             .map(|p| p.pid)
             .chain(gens.stillborn.iter().copied())
         {
-            worker.ctx.reaper.adopt(pid, &worker.exits_tx);
+            worker.ctx.reaper.adopt(pid, worker.exit_route());
         }
         worker.gens = gens;
         worker.watch_handed_over(adopted_note);
         worker.publish();
+        let commands = worker.commands_tx.clone();
         let thread = worker.start()?;
         Ok(ProgramHandle {
             config: shared_config,
-            commands: commands_tx,
+            commands,
             status,
             thread,
         })
