@@ -135,11 +135,11 @@ impl Worker {
                     process.pid,
                     process.policy.timeout.as_secs_f64()
                 );
-                process.stop = Some(StopInfo {
+                process.stop = Some(Box::new(StopInfo {
                     since,
                     kill_at: Some(since.after(process.policy.timeout)),
                     reason: StopReason::Stop,
-                });
+                }));
                 self.gens.draining.push(process);
             } else {
                 if role != Role::Serving {

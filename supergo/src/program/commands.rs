@@ -46,7 +46,7 @@ impl Worker {
             }
             Command::Shutdown(reply) => {
                 self.life.shutting_down = true;
-                self.waiters.stop.extend(reply);
+                self.waiters.add_stop(reply);
                 self.request_stop();
             }
             Command::Freeze(order) => self.on_freeze(*order),
@@ -65,7 +65,7 @@ impl Worker {
                 let data = self.result_data();
                 self.waiters.answer(reply, Reply::ok(message, data));
             }
-            State::Starting => self.waiters.ready.extend(reply.map(Waiter::Start)),
+            State::Starting => self.waiters.add_ready(reply.map(Waiter::Start)),
             State::Stopping => {
                 let message = format!(
                     "{} is stopping; start it again once it has stopped",
@@ -74,7 +74,7 @@ impl Worker {
                 self.waiters.answer(reply, Reply::error(409, message));
             }
             State::Stopped | State::Exited | State::Fatal | State::Backoff => {
-                self.waiters.ready.extend(reply.map(Waiter::Start));
+                self.waiters.add_ready(reply.map(Waiter::Start));
                 self.life.fresh_start();
                 self.launch();
             }
@@ -94,7 +94,7 @@ impl Worker {
             self.waiters.answer(reply, Reply::ok(message, data));
             return;
         }
-        self.waiters.stop.extend(reply);
+        self.waiters.add_stop(reply);
         self.request_stop();
     }
 
@@ -211,7 +211,7 @@ impl Worker {
             // Not through on_start: in Starting it would only queue the reply, and nothing
             // would start the new config's process. Whoever waited for the replaced process
             // now waits for this one.
-            self.waiters.ready.extend(reply.map(Waiter::Start));
+            self.waiters.add_ready(reply.map(Waiter::Start));
             self.life.failures = 0;
             self.launch();
         } else {

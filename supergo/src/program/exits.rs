@@ -44,7 +44,7 @@ impl Worker {
                     process.leader_exit = Some(exit.status);
                     return;
                 }
-                let process = self.gens.draining.remove(index);
+                let process = self.gens.take_draining(index);
                 self.on_stopped_exit(process, exit.status, exit.at);
             }
             Owner::Unknown => self.gens.stillborn.retain(|pid| *pid != exit.pid),

@@ -46,13 +46,13 @@ impl Worker {
                     process.generation
                 );
                 let ready_now = config.ready == ReadyMode::Uptime && config.start_secs.is_zero();
-                self.gens.handoff = Some(Handoff {
+                self.gens.handoff = Some(Box::new(Handoff {
                     process,
                     old_pid,
                     requested,
-                });
+                }));
                 self.resources.incoming = replacement;
-                self.waiters.handoff.extend(reply);
+                self.waiters.add_handoff(reply);
                 if ready_now {
                     self.complete_handoff();
                 }
@@ -74,7 +74,7 @@ impl Worker {
     /// The handoff in progress, the config it brings, and who waits for it: taken together,
     /// so that none outlives the others.
     pub(super) fn take_handoff(&mut self) -> Option<(Handoff, Option<Replacement>, Vec<Replier>)> {
-        let handoff = self.gens.handoff.take()?;
+        let handoff = *self.gens.handoff.take()?;
         let replacement = self.resources.incoming.take();
         let waiters = std::mem::take(&mut self.waiters.handoff);
         Some((handoff, replacement, waiters))
@@ -155,6 +155,6 @@ impl Worker {
             old_pid,
             requested: Stamp::now(),
         });
-        self.waiters.stop_first.extend(reply);
+        self.waiters.add_stop_first(reply);
     }
 }

@@ -105,6 +105,13 @@ pub use resources::SharedConfig;
 pub use restore::RestoredProgram;
 pub use wiring::{Command, Context, Freeze, Frozen, Replace};
 
+/// Adds `item` to `list`, making room for it alone: a vector's first growth makes room for
+/// four, and most of a worker's lists (waiters, draining processes) hold one at a time.
+pub(super) fn push_one<T>(list: &mut Vec<T>, item: T) {
+    list.reserve_exact(1);
+    list.push(item);
+}
+
 /// The core's side of a worker.
 pub struct ProgramHandle {
     pub config: SharedConfig,

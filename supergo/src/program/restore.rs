@@ -190,6 +190,7 @@ impl RestoredProgram {
             NotifySocket::adopt(&name, fd)
                 .map_err(|e| warn!("{name}: cannot take its NOTIFY_SOCKET back: {e}; a new one is made at its next start"))
                 .ok()
+                .map(Box::new)
         });
         // Children of supergo's only: an adopted process is not, and is watched again below.
         let pids = gens.current.iter().chain(&gens.draining);
@@ -229,11 +230,11 @@ fn read_process(p: &SectionRef<'_>) -> Result<Process, StateError> {
     let started = read_stamp(p, "started")?.ok_or_else(|| p.error("no start time"))?;
     let stop = match read_stamp(p, "stop_since")? {
         None => None,
-        Some(since) => Some(StopInfo {
+        Some(since) => Some(Box::new(StopInfo {
             since,
             kill_at: read_stamp(p, "kill_at")?,
             reason: parse_reason(&p.string_or("stop_reason", "stop")?),
-        }),
+        })),
     };
     let leader_exit = match p.str("leader_exit")? {
         None => None,

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use nix::unistd::Pid;
 
 use super::lifecycle::{Verdict, MIN_RUN};
-use super::outputs::{LogSettings, Outputs};
+use super::outputs::Outputs;
 use super::process::Process;
 use super::worker::Worker;
 use crate::config::{ProgramConfig, ReadyMode};
@@ -103,18 +103,11 @@ impl Worker {
     #[inline(never)]
     fn process_stdio(&mut self, config: &ProgramConfig) -> Result<(OwnedFd, OwnedFd), String> {
         if config.ready == ReadyMode::Notify && self.resources.notify.is_none() {
-            self.resources.notify =
-                Some(NotifySocket::bind(&config.name).map_err(|e| {
-                    format!("{}: cannot create its NOTIFY_SOCKET: {e}", config.name)
-                })?);
+            let socket = NotifySocket::bind(&config.name)
+                .map_err(|e| format!("{}: cannot create its NOTIFY_SOCKET: {e}", config.name))?;
+            self.resources.notify = Some(Box::new(socket));
         }
-        let settings = LogSettings::of(config);
-        if self
-            .resources
-            .outputs
-            .as_ref()
-            .is_none_or(|o| o.settings != settings)
-        {
+        if (self.resources.outputs.as_ref()).is_none_or(|o| !o.settings.are_those_of(config)) {
             self.resources.outputs = Some(Outputs::open(&self.ctx.logs, config)?);
         }
         self.resources
