@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::generations::StopFirst;
 use super::process::{Process, StopInfo, StopPolicy, StopReason};
 use super::stamp::Stamp;
@@ -131,9 +132,9 @@ impl Worker {
                 // Asked to stop already: a second stop signal could cut its drain short.
                 let since = Stamp::now();
                 info!(
-                    "{name}[{}]: was draining when supergo died; SIGKILL in {:.1} s if still running",
+                    "{name}[{}]: was draining when supergo died; SIGKILL in {} s if still running",
                     process.pid,
-                    process.policy.timeout.as_secs_f64()
+                    secs(process.policy.timeout, 1)
                 );
                 process.stop = Some(Box::new(StopInfo {
                     since,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::fixed::secs;
 use super::process::StopReason;
 use super::resources::Replacement;
 use super::waiters::Waiter;
@@ -101,10 +102,10 @@ impl Worker {
     fn on_restart(&mut self, reply: Option<Replier>) {
         if let Some(handoff) = &self.gens.handoff {
             let message = format!(
-                "{}: a restart is already in progress (new pid {} started {:.1} s ago); wait for its outcome",
+                "{}: a restart is already in progress (new pid {} started {} s ago); wait for its outcome",
                 self.name(),
                 handoff.process.pid,
-                handoff.requested.elapsed().as_secs_f64()
+                secs(handoff.requested.elapsed(), 1)
             );
             return self.waiters.answer(reply, Reply::error(409, message));
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::process::{Process, StopReason};
 use super::push_one;
 use super::stamp::Stamp;
@@ -130,9 +131,9 @@ impl Generations {
             };
             if stop.kill_at.is_some_and(|t| now >= t.mono) {
                 warn!(
-                    "{name}[{}]: still running {:.1} s after the stop signal: sending SIGKILL",
+                    "{name}[{}]: still running {} s after the stop signal: sending SIGKILL",
                     process.pid,
-                    stop.since.elapsed().as_secs_f64()
+                    secs(stop.since.elapsed(), 1)
                 );
                 spawn::signal_child(process.pid, Signal::SIGKILL, process.policy.as_group);
                 stop.kill_at = None;

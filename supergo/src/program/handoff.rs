@@ -8,6 +8,7 @@
 
 use serde_json::json;
 
+use super::fixed::{fixed, secs};
 use super::generations::{Handoff, StopFirst};
 use super::process::StopReason;
 use super::resources::Replacement;
@@ -100,9 +101,10 @@ impl Worker {
         self.record.last_handoff_ms = Some(ms);
         let old_pid = handoff.old_pid;
         info!(
-            "{}: handoff done: pid {old_pid} -> {new_pid} in {ms:.0} ms; pid {old_pid} is draining (SIGKILL after {:.1} s)",
+            "{}: handoff done: pid {old_pid} -> {new_pid} in {} ms; pid {old_pid} is draining (SIGKILL after {} s)",
             self.name(),
-            self.resources.config.stop_timeout.as_secs_f64()
+            fixed(ms, 0),
+            secs(self.resources.config.stop_timeout, 1)
         );
         let data = json!({
             "name": self.name(),
@@ -111,8 +113,9 @@ impl Worker {
             "handoff_ms": ms,
         });
         let message = format!(
-            "{}: restarted, pid {old_pid} -> {new_pid} (ready in {ms:.0} ms)",
-            self.name()
+            "{}: restarted, pid {old_pid} -> {new_pid} (ready in {} ms)",
+            self.name(),
+            fixed(ms, 0)
         );
         self.waiters.answer_each(waiters, &Reply::ok(message, data));
     }

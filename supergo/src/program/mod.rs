@@ -68,6 +68,7 @@ mod ended;
 mod escaped;
 mod escaped_helpers;
 mod exits;
+mod fixed;
 mod freeze;
 mod generations;
 mod handoff;

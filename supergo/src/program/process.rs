@@ -13,6 +13,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::stamp::Stamp;
 use crate::config::{ProgramConfig, ReadyMode};
 use crate::info;
@@ -122,11 +123,11 @@ impl Process {
         } = self.policy;
         let since = Stamp::now();
         info!(
-            "{name}[{}]: sending SIG{} ({}); SIGKILL in {:.1} s if still running",
+            "{name}[{}]: sending SIG{} ({}); SIGKILL in {} s if still running",
             self.pid,
             signal.as_str().trim_start_matches("SIG"),
             reason.as_str(),
-            timeout.as_secs_f64()
+            secs(timeout, 1)
         );
         spawn::signal_child(self.pid, signal, as_group);
         self.stop = Some(Box::new(StopInfo {

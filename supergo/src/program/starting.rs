@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::lifecycle::{Verdict, MIN_RUN};
 use super::outputs::Outputs;
 use super::process::Process;
@@ -169,8 +170,8 @@ impl Worker {
                 self.record.stop_time = SystemTime::now();
             }
             Verdict::Retry(delay) => warn!(
-                "{name}: {message}; retrying in {:.1} s (retry {} of {})",
-                delay.as_secs_f64(),
+                "{name}: {message}; retrying in {} s (retry {} of {})",
+                secs(delay, 1),
                 self.life.failures,
                 config.max_retry
             ),

@@ -15,6 +15,7 @@ use std::time::Instant;
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+use super::fixed::fixed;
 use super::push_one;
 use crate::reply::{Replier, Reply};
 
@@ -107,7 +108,8 @@ impl Waiters {
                         reply,
                         Reply::ok(
                             format!(
-                                "{name}: restarted, pid {old_pid} -> {pid} (ready in {ms:.0} ms)"
+                                "{name}: restarted, pid {old_pid} -> {pid} (ready in {} ms)",
+                                fixed(ms, 0)
                             ),
                             json!({"name": name, "old_pid": old_pid.as_raw(), "new_pid": pid.as_raw(), "handoff_ms": ms}),
                         ),
