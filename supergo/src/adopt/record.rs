@@ -161,25 +161,39 @@ pub fn update<'a>(
                 .zip(entry.processes.iter())
                 .all(|(r, p)| r.matches(p))
     };
+    // What /proc said of the processes already recorded (a restart changes the part four
+    // or five times: each reading of /proc costs more than the rest of a turn). A handful
+    // at most; a program with more reads /proc again for the others.
+    let mut known = [(0, 0, 0); 8];
     {
         let registry = registry();
         if let Ok(i) = registry.index(id) {
-            if same(&registry.parts[i].entry) {
+            let entry = &registry.parts[i].entry;
+            if same(entry) {
                 return;
+            }
+            for (slot, p) in known.iter_mut().zip(entry.processes.iter()) {
+                *slot = (p.pid, p.start_ticks, p.pgid);
             }
         }
     }
     // Changed (rarely: a process started, became ready, was asked to stop, exited): /proc
-    // is read outside the lock. A process that has exited, its exit not routed yet, has
-    // nothing to adopt and is left out.
+    // is read outside the lock, for new processes only. A process that has exited, its
+    // exit not routed yet, has nothing to adopt and is left out.
     let processes: Box<[ProcessEntry]> = processes
         .filter_map(|r| {
-            let stat = procfs::stat(r.pid).ok()?;
+            let pid = r.pid.as_raw();
+            let (start_ticks, pgid) = match known.iter().find(|k| k.0 == pid && pid != 0) {
+                Some(&(_, start_ticks, pgid)) => (start_ticks, pgid),
+                None => procfs::stat(r.pid)
+                    .map(|stat| (stat.start_time, stat.pgid))
+                    .ok()?,
+            };
             Some(ProcessEntry {
-                pid: r.pid.as_raw(),
-                pgid: stat.pgid,
+                pid,
+                pgid,
                 generation: r.generation,
-                start_ticks: stat.start_time,
+                start_ticks,
                 role: r.role,
                 piped: r.piped,
                 stop_signal: r.stop_signal,
