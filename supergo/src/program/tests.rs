@@ -48,10 +48,11 @@ fn a_worker_whose_handle_is_dropped_stops_its_process() {
     let pid = Pid::from_raw(pid());
 
     // The core lets go of the worker without a shutdown: the worker stops its process (the
-    // exit is never routed here, no signals thread reaps: the process stays a zombie).
+    // exit is never routed here, no signals thread reaps: the process stays a zombie, unless
+    // another test's child wait took it).
     drop(handle);
     let stopped = wait_for(Duration::from_secs(10), || {
-        procfs::stat(pid).is_ok_and(|s| !s.is_alive())
+        !procfs::stat(pid).is_ok_and(|s| s.is_alive())
     });
     let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
     if !stopped {
