@@ -97,7 +97,8 @@ pub struct LogStats {
 struct PipeInfo {
     program: String,
     stream: String,
-    path: PathBuf,
+    /// Shared with the pipe's file in the log thread (one copy of the path per pipe).
+    path: Arc<Path>,
     written: AtomicU64,
     dropped: AtomicU64,
 }
@@ -107,7 +108,7 @@ impl PipeInfo {
         LogStats {
             program: self.program.clone(),
             stream: self.stream.clone(),
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
             bytes_written: self.written.load(Ordering::Relaxed),
             bytes_dropped: self.dropped.load(Ordering::Relaxed),
         }
@@ -217,7 +218,7 @@ impl LogHub {
         let info = Arc::new(PipeInfo {
             program: program.to_string(),
             stream: stream.to_string(),
-            path: target.path.clone(),
+            path: Arc::from(target.path.as_path()),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });

@@ -1,6 +1,6 @@
 //! How supergo uses glibc's malloc and threads: one arena, no per-thread cache, a small
-//! static TLS block, and freed memory given back after the big moments (the initial start
-//! of every program).
+//! static TLS block, big blocks always mapped on their own, and freed memory given back
+//! after the big moments (the initial start of every program).
 //!
 //! Why: supergo has a thread per program, and glibc keeps memory for each thread. Measured
 //! with 1000 realistic programs (BENCHMARKS.md, issue 17):
@@ -17,17 +17,23 @@
 //!   modules (user and group names), which use dynamic TLS (on Debian 12 none needs the
 //!   room). Should an operator's NSS module need it, its `dlopen` fails and a `user =` lookup
 //!   says so; `GLIBC_TUNABLES=glibc.rtld.optional_static_tls=512` in supergo's environment
-//!   gives the room back.
+//!   gives the room back;
+//! - glibc maps a big block (128 KiB and more) on its own, but raises that threshold to the
+//!   size of each such block freed, up to 32 MiB: after the first big temporary (the config
+//!   file's text, a state file written) the next ones were carved from the heap, among the
+//!   programs' small allocations, and the room they left stayed there, resident. Setting the
+//!   threshold (`M_MMAP_THRESHOLD`, in `limit_arenas`) keeps it fixed: 0.6 MiB less with 1000
+//!   programs.
 //!
-//! glibc reads these settings only from `GLIBC_TUNABLES`, when the process starts; no
-//! `mallopt` sets them. So supergo, started without them, execs itself once, at the very top
-//! of `main` (before any thread, fd or state exists; same pid, argv and fds), with them
-//! added, and the new image puts the environment back as it was at once (`restore_env`):
-//! glibc has read it by then, and children, the pre-flight of an upgrade and the next image
-//! of an upgrade in place see the operator's environment, never supergo's tuning (an
-//! upgrade's new image tunes itself the same way). A setting the operator's
-//! `GLIBC_TUNABLES` holds already is theirs and is kept; should the exec fail (no /proc),
-//! supergo runs with glibc's defaults.
+//! glibc reads the cache and TLS settings only from `GLIBC_TUNABLES`, when the process
+//! starts; no `mallopt` sets them (the arena count and the threshold are `mallopt`s). So
+//! supergo, started without them, execs itself once, at the very top of `main` (before any
+//! thread, fd or state exists; same pid, argv and fds), with them added, and the new image
+//! puts the environment back as it was at once (`restore_env`): glibc has read it by then,
+//! and children, the pre-flight of an upgrade and the next image of an upgrade in place see
+//! the operator's environment, never supergo's tuning (an upgrade's new image tunes itself
+//! the same way). A setting the operator's `GLIBC_TUNABLES` holds already is theirs and is
+//! kept; should the exec fail (no /proc), supergo runs with glibc's defaults.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -150,15 +156,21 @@ fn exec_self(argv: &[OsString]) -> String {
     e.desc().to_string()
 }
 
-/// One malloc arena for every thread (see the module docs). Call before any thread exists.
+/// One malloc arena for every thread, and every big block mapped on its own (see the
+/// module docs). Call before any thread exists.
 pub fn limit_arenas() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets a malloc parameter; called before any thread exists.
     // (nix has no mallopt.)
     unsafe {
         nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
+
+/// From this size on, a block is mapped on its own and unmapped when freed: glibc's default,
+/// fixed (see the module docs).
+const MMAP_THRESHOLD: i32 = 128 * 1024;
 
 /// Gives the free pages inside the heap back to the kernel (glibc gives back only the top
 /// of the heap on its own). For after a peak of allocation, such as the initial start of

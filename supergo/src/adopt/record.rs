@@ -20,31 +20,88 @@
 //! reported (the registry, the writer and its thread are this image's memory, gone with the
 //! exec; the file itself still names the same pid and processes meanwhile).
 
-use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use super::procfs;
 use super::state_file::StateFile;
-use super::table::{ProgramEntry, Table};
+use super::table::{config_hash, write_head, write_program, ProcessEntry, Role};
+use crate::config::ProgramConfig;
+use crate::handover::StateWriter;
+use crate::listener::Listener;
 use crate::warn;
 
 /// The shortest time between two writes while changes keep coming (longer when a write
 /// itself takes longer than a tenth of it).
 const MIN_GAP: Duration = Duration::from_millis(50);
 
-/// Every worker's part, by worker id; and the version, bumped by each change.
+/// Every worker's part, in the order of their ids; and the version, bumped by each change.
+///
+/// Kept small, since every program has its part whether or not a state file is written: a
+/// part shares the worker's config and listeners instead of copying their text (the writer
+/// prints them), and its config's hash is worked out by the writer, once.
 struct Registry {
-    entries: BTreeMap<u64, ProgramEntry>,
+    parts: Vec<Part>,
     version: u64,
 }
 
+struct Part {
+    id: u64,
+    entry: Entry,
+    /// `config_hash(entry.config)`, once the writer has needed it.
+    hash: Option<u64>,
+}
+
+/// What one worker reports: the config its serving process runs with, the newest
+/// generation started, its listeners and its live processes.
+struct Entry {
+    config: Arc<ProgramConfig>,
+    generation: u64,
+    listeners: Box<[Arc<Listener>]>,
+    processes: Box<[ProcessEntry]>,
+}
+
+/// One live process as a worker reports it (`update` adds its start time and process
+/// group from /proc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reported {
+    pub pid: Pid,
+    pub generation: u64,
+    pub role: Role,
+    /// Its stdout or stderr goes to supergo's log pipes.
+    pub piped: bool,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub stop_as_group: bool,
+}
+
+impl Reported {
+    fn matches(&self, p: &ProcessEntry) -> bool {
+        self.pid.as_raw() == p.pid
+            && self.generation == p.generation
+            && self.role == p.role
+            && self.piped == p.piped
+            && self.stop_signal == p.stop_signal
+            && self.stop_timeout == p.stop_timeout
+            && self.stop_as_group == p.stop_as_group
+    }
+}
+
+impl Registry {
+    fn index(&self, id: u64) -> Result<usize, usize> {
+        self.parts.binary_search_by_key(&id, |p| p.id)
+    }
+}
+
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    entries: BTreeMap::new(),
+    parts: Vec::new(),
     version: 0,
 });
 
@@ -79,14 +136,109 @@ pub fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The worker `id`'s part of the table is now `entry`.
-pub fn update(id: u64, entry: &ProgramEntry) {
+/// The worker `id`'s part of the table is now: `config`, `generation`, `listeners` and
+/// `processes` (serving or starting first, then a handoff's, then the draining). Called
+/// after every turn of the worker: when nothing changed it only compares, under the lock,
+/// without allocating.
+pub fn update<'a>(
+    id: u64,
+    config: &Arc<ProgramConfig>,
+    generation: u64,
+    listeners: impl Iterator<Item = &'a Arc<Listener>> + Clone,
+    processes: impl Iterator<Item = Reported> + Clone,
+) {
+    let same = |entry: &Entry| {
+        Arc::ptr_eq(&entry.config, config)
+            && entry.generation == generation
+            && entry
+                .listeners
+                .iter()
+                .map(Arc::as_ptr)
+                .eq(listeners.clone().map(Arc::as_ptr))
+            && entry.processes.len() == processes.clone().count()
+            && processes
+                .clone()
+                .zip(entry.processes.iter())
+                .all(|(r, p)| r.matches(p))
+    };
+    // What /proc said of the processes already recorded (a restart changes the part four
+    // or five times: each reading of /proc costs more than the rest of a turn). A handful
+    // at most; a program with more reads /proc again for the others.
+    let mut known = [(0, 0, 0); 8];
+    {
+        let registry = registry();
+        if let Ok(i) = registry.index(id) {
+            let entry = &registry.parts[i].entry;
+            if same(entry) {
+                return;
+            }
+            for (slot, p) in known.iter_mut().zip(entry.processes.iter()) {
+                *slot = (p.pid, p.start_ticks, p.pgid);
+            }
+        }
+    }
+    // Changed (rarely: a process started, became ready, was asked to stop, exited): /proc
+    // is read outside the lock, for new processes only. A process that has exited, its
+    // exit not routed yet, has nothing to adopt and is left out.
+    let processes: Box<[ProcessEntry]> = processes
+        .filter_map(|r| {
+            let pid = r.pid.as_raw();
+            let (start_ticks, pgid) = match known.iter().find(|k| k.0 == pid && pid != 0) {
+                Some(&(_, start_ticks, pgid)) => (start_ticks, pgid),
+                None => procfs::stat(r.pid)
+                    .map(|stat| (stat.start_time, stat.pgid))
+                    .ok()?,
+            };
+            Some(ProcessEntry {
+                pid,
+                pgid,
+                generation: r.generation,
+                start_ticks,
+                role: r.role,
+                piped: r.piped,
+                stop_signal: r.stop_signal,
+                stop_timeout: r.stop_timeout,
+                stop_as_group: r.stop_as_group,
+            })
+        })
+        .collect();
+    let entry = Entry {
+        config: config.clone(),
+        generation,
+        listeners: listeners.cloned().collect(),
+        processes,
+    };
     {
         let mut registry = registry();
-        if registry.entries.get(&id) == Some(entry) {
-            return;
+        match registry.index(id) {
+            Ok(i) => {
+                let part = &mut registry.parts[i];
+                let old = &part.entry;
+                let unchanged = Arc::ptr_eq(&old.config, &entry.config)
+                    && old.generation == entry.generation
+                    && old
+                        .listeners
+                        .iter()
+                        .map(Arc::as_ptr)
+                        .eq(entry.listeners.iter().map(Arc::as_ptr))
+                    && old.processes == entry.processes;
+                if unchanged {
+                    return;
+                }
+                if !Arc::ptr_eq(&old.config, &entry.config) {
+                    part.hash = None;
+                }
+                part.entry = entry;
+            }
+            Err(i) => registry.parts.insert(
+                i,
+                Part {
+                    id,
+                    entry,
+                    hash: None,
+                },
+            ),
         }
-        registry.entries.insert(id, entry.clone());
         registry.version += 1;
     }
     wake();
@@ -96,9 +248,10 @@ pub fn update(id: u64, entry: &ProgramEntry) {
 pub fn remove(id: u64) {
     {
         let mut registry = registry();
-        if registry.entries.remove(&id).is_none() {
+        let Ok(i) = registry.index(id) else {
             return;
-        }
+        };
+        registry.parts.remove(i);
         registry.version += 1;
     }
     wake();
@@ -170,11 +323,11 @@ pub fn write_now() {
     let Some(w) = guard.as_mut().filter(|w| !w.finished) else {
         return;
     };
-    let (table, version) = snapshot(w);
+    let (text, version, _) = text(w);
     if w.written == Some(version) {
         return;
     }
-    match w.file.write(&table.to_text()) {
+    match w.file.write(&text) {
         Ok(()) => {
             w.written = Some(version);
             w.last_error = None;
@@ -189,17 +342,35 @@ pub fn write_now() {
     }
 }
 
-fn snapshot(w: &Writer) -> (Table, u64) {
-    let registry = registry();
-    let table = Table {
-        pid: w.pid,
-        start_ticks: w.start_ticks,
-        // Written into [handover] by the format's own writer.
-        boot_id: None,
-        control: w.control.clone(),
-        programs: registry.entries.values().cloned().collect(),
-    };
-    (table, registry.version)
+/// The table's text, its version, and whether any program has a live process. Written
+/// from the parts under the registry's lock (workers wait for it only when their part
+/// changed): nothing is copied first.
+fn text(w: &Writer) -> (String, u64, bool) {
+    let mut registry = registry();
+    let mut out = StateWriter::new();
+    write_head(&mut out, w.pid, w.start_ticks, &w.control);
+    let mut any = false;
+    for part in &mut registry.parts {
+        let entry = &part.entry;
+        if entry.processes.is_empty() {
+            continue;
+        }
+        any = true;
+        let hash = *part.hash.get_or_insert_with(|| config_hash(&entry.config));
+        let listeners = entry.listeners.iter().map(|l| {
+            let inode = procfs::socket_inode(l.as_fd()).unwrap_or(0);
+            (l.addr.to_string(), inode)
+        });
+        write_program(
+            &mut out,
+            &entry.config.name,
+            entry.generation,
+            hash,
+            listeners,
+            &entry.processes,
+        );
+    }
+    (out.finish().text, registry.version, any)
 }
 
 /// At exit: removes the state file when no process of any program is left (a clean
@@ -210,15 +381,15 @@ pub fn finish() {
         return;
     };
     w.finished = true;
-    let (table, _) = snapshot(w);
-    let outcome = if table.is_empty() {
+    let (text, _, any) = text(w);
+    let outcome = if !any {
         w.file.remove()
     } else {
         warn!(
             "exiting with processes still running: the state file {} names them for the next supergo",
             w.file.path().display()
         );
-        w.file.write(&table.to_text())
+        w.file.write(&text)
     };
     if let Err(e) = outcome {
         warn!("state file {}: {e}", w.file.path().display());

@@ -42,6 +42,7 @@
 //! supergo. A program may appear twice (a program removed by `update` that still drains,
 //! and a new one of the same name): the reader keeps both.
 
+use std::fmt::{self, Write};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -138,31 +139,17 @@ impl Table {
     /// written by the format's own writer.
     pub fn to_text(&self) -> String {
         let mut w = StateWriter::new();
-        w.section("supergo", "")
-            .write_i64("pid", i64::from(self.pid))
-            .write_u64("start_ticks", self.start_ticks)
-            .write_str("control", &self.control);
-        for program in self.programs.iter().filter(|p| !p.processes.is_empty()) {
-            w.section("program", &program.name)
-                .write_u64("generation", program.generation)
-                .write_str("config_hash", &format!("{:016x}", program.config_hash));
-            for (i, l) in program.listeners.iter().enumerate() {
-                w.child("listener", &i.to_string())
-                    .write_str("addr", &l.addr)
-                    .write_u64("inode", l.inode);
-            }
-            for p in &program.processes {
-                w.child("process", &p.pid.to_string())
-                    .write_str("role", p.role.as_str())
-                    .write_i64("pid", i64::from(p.pid))
-                    .write_i64("pgid", i64::from(p.pgid))
-                    .write_u64("generation", p.generation)
-                    .write_u64("start_ticks", p.start_ticks)
-                    .write_bool("piped", p.piped)
-                    .write_str("stop_signal", p.stop_signal.as_str())
-                    .write_duration("stop_timeout", p.stop_timeout)
-                    .write_bool("stop_as_group", p.stop_as_group);
-            }
+        write_head(&mut w, self.pid, self.start_ticks, &self.control);
+        for program in &self.programs {
+            let listeners = program.listeners.iter().map(|l| (l.addr.clone(), l.inode));
+            write_program(
+                &mut w,
+                &program.name,
+                program.generation,
+                program.config_hash,
+                listeners,
+                &program.processes,
+            );
         }
         w.finish().text
     }
@@ -194,6 +181,49 @@ impl Table {
                 .collect::<Result<_, _>>()?,
         };
         Ok(table)
+    }
+}
+
+/// The `[supergo]` section: the supergo that writes the table.
+pub(super) fn write_head(w: &mut StateWriter, pid: i32, start_ticks: u64, control: &str) {
+    w.section("supergo", "")
+        .write_i64("pid", i64::from(pid))
+        .write_u64("start_ticks", start_ticks)
+        .write_str("control", control);
+}
+
+/// One program's sections, with its listeners (address, inode); nothing for a program
+/// without a live process (nothing to adopt).
+pub(super) fn write_program(
+    w: &mut StateWriter,
+    name: &str,
+    generation: u64,
+    config_hash: u64,
+    listeners: impl Iterator<Item = (String, u64)>,
+    processes: &[ProcessEntry],
+) {
+    if processes.is_empty() {
+        return;
+    }
+    w.section("program", name)
+        .write_u64("generation", generation)
+        .write_str("config_hash", &format!("{config_hash:016x}"));
+    for (i, (addr, inode)) in listeners.enumerate() {
+        w.child("listener", &i.to_string())
+            .write_str("addr", &addr)
+            .write_u64("inode", inode);
+    }
+    for p in processes {
+        w.child("process", &p.pid.to_string())
+            .write_str("role", p.role.as_str())
+            .write_i64("pid", i64::from(p.pid))
+            .write_i64("pgid", i64::from(p.pgid))
+            .write_u64("generation", p.generation)
+            .write_u64("start_ticks", p.start_ticks)
+            .write_bool("piped", p.piped)
+            .write_str("stop_signal", p.stop_signal.as_str())
+            .write_duration("stop_timeout", p.stop_timeout)
+            .write_bool("stop_as_group", p.stop_as_group);
     }
 }
 
@@ -271,8 +301,20 @@ pub fn config_hash(config: &ProgramConfig) -> u64 {
         file: Default::default(),
         line: 0,
     };
-    let text = format!("{config:?}");
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    // Hashed as it is printed: the text is never kept.
+    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+    let _ = write!(hash, "{config:?}");
+    hash.0
+}
+
+/// FNV-1a, fed by `write!`.
+struct Fnv(u64);
+
+impl fmt::Write for Fnv {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 = s.bytes().fold(self.0, |hash, b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        Ok(())
+    }
 }

@@ -15,13 +15,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{pipe2, read, write, Pid};
 
 use super::procfs;
-use crate::reaper::{Exit, ExitStatus};
+use crate::reaper::{Exit, ExitRoute, ExitStatus};
 use crate::spawn;
 
 /// How often a process without a pidfd is looked at.
@@ -32,7 +31,7 @@ struct Watch {
     pid: Pid,
     start_ticks: u64,
     pidfd: Option<OwnedFd>,
-    route: Sender<Exit>,
+    route: ExitRoute,
 }
 
 struct Watcher {
@@ -49,7 +48,7 @@ pub fn watch(
     pid: Pid,
     start_ticks: u64,
     pidfd: Option<OwnedFd>,
-    route: Sender<Exit>,
+    route: ExitRoute,
 ) -> io::Result<()> {
     let watcher = WATCHER
         .get_or_init(|| match start() {
@@ -112,7 +111,7 @@ fn run(wake: OwnedFd) {
             let w = watches.swap_remove(i);
             spawn::forget_child(w.pid);
             // A worker that is gone no longer cares.
-            let _ = w.route.send(Exit {
+            w.route.send(Exit {
                 pid: w.pid,
                 status: ExitStatus::Unknown,
                 at: now,

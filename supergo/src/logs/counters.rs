@@ -135,7 +135,7 @@ mod tests {
         Arc::new(PipeInfo {
             program: program.into(),
             stream: stream.into(),
-            path: format!("/var/log/{program}.{stream}").into(),
+            path: std::path::PathBuf::from(format!("/var/log/{program}.{stream}")).into(),
             written: AtomicU64::new(written),
             dropped: AtomicU64::new(1),
         })

@@ -20,7 +20,8 @@ use super::{reason, LogTarget, PipeInfo};
 pub(super) const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) struct LogFile {
-    path: PathBuf,
+    /// The path of the pipe that opened it (`PipeInfo::path`), shared.
+    path: Arc<Path>,
     max_bytes: u64,
     backups: u32,
     state: State,
@@ -51,12 +52,55 @@ enum Plan {
     Rotate,
 }
 
+/// The open files, one per path, in the order of their paths: a vector costs a tenth of a
+/// hash map's room with 1000 programs (whose table keeps half its slots free and every file
+/// in each), and a binary search is as quick for a handful of pipes ready at once.
+#[derive(Default)]
+pub(super) struct Files(Vec<LogFile>);
+
+impl Files {
+    fn find(&self, path: &Path) -> Result<usize, usize> {
+        self.0.binary_search_by(|f| (*f.path).cmp(path))
+    }
+
+    pub fn get(&self, path: &Path) -> Option<&LogFile> {
+        self.find(path).ok().map(|i| &self.0[i])
+    }
+
+    pub fn get_mut(&mut self, path: &Path) -> Option<&mut LogFile> {
+        self.find(path).ok().map(|i| &mut self.0[i])
+    }
+
+    /// The file at `path`, opened by `open` when there is none yet.
+    pub fn get_or_open(&mut self, path: &Path, open: impl FnOnce() -> LogFile) -> &mut LogFile {
+        let i = match self.find(path) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, open());
+                i
+            }
+        };
+        &mut self.0[i]
+    }
+
+    pub fn remove(&mut self, path: &Path) {
+        if let Ok(i) = self.find(path) {
+            self.0.remove(i);
+        }
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut LogFile> {
+        self.0.iter_mut()
+    }
+}
+
 impl LogFile {
-    /// Opens `target.path`; a failure is logged and starts a failure episode.
+    /// Opens `owner.path` (the target's path) with `target`'s rotation settings; a failure
+    /// is logged and starts a failure episode.
     pub fn open(target: &LogTarget, owner: &Arc<PipeInfo>) -> LogFile {
         let now = Instant::now();
         let mut log = LogFile {
-            path: target.path.clone(),
+            path: owner.path.clone(),
             max_bytes: target.max_bytes,
             backups: target.backups,
             state: State::Failing {
@@ -82,7 +126,7 @@ impl LogFile {
     /// The path and rotation settings (what an upgrade in place hands over).
     pub fn target(&self) -> LogTarget {
         LogTarget {
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
             max_bytes: self.max_bytes,
             backups: self.backups,
         }

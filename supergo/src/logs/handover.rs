@@ -83,7 +83,7 @@ impl LogHub {
             let info = Arc::new(PipeInfo {
                 program: pipe.program,
                 stream: pipe.stream,
-                path: pipe.target.path.clone(),
+                path: Arc::from(pipe.target.path.as_path()),
                 written: AtomicU64::new(pipe.written),
                 dropped: AtomicU64::new(pipe.dropped),
             });

@@ -11,9 +11,8 @@
 //! write to it are not polled nor read (their children wait on a full pipe) until room comes
 //! or the console's grace runs out.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd;
 
 use super::console::{Console, Stream};
-use super::file::LogFile;
+use super::file::{Files, LogFile};
 use super::lines::LineBuffer;
 use super::{Command, PipeInfo, Registration};
 
@@ -51,7 +50,7 @@ pub(super) fn run(commands: Receiver<Command>, wake: OwnedFd, wake_write: OwnedF
         wake,
         wake_write,
         pipes: Vec::new(),
-        files: HashMap::new(),
+        files: Files::default(),
         consoles: [None, None],
         scratch: vec![0; READ_CHUNK].into_boxed_slice(),
     }
@@ -61,8 +60,8 @@ pub(super) fn run(commands: Receiver<Command>, wake: OwnedFd, wake_write: OwnedF
 /// Where a pipe's lines go.
 #[derive(Clone, Debug, PartialEq)]
 enum Sink {
-    /// The file at this path, in `Pump::files`.
-    File(PathBuf),
+    /// The file at this path, in `Pump::files` (the path is the pipe's `PipeInfo::path`).
+    File(Arc<Path>),
     /// One of supergo's own streams, in `Pump::consoles`.
     Console(Stream),
 }
@@ -87,7 +86,7 @@ struct Pump {
     wake_write: OwnedFd,
     /// Indices are stable within a round: pipes are only appended, and removed at its end.
     pipes: Vec<Pipe>,
-    files: HashMap<PathBuf, LogFile>,
+    files: Files,
     /// supergo's stdout and stderr (`Stream::index`), once a pipe writes to them.
     consoles: [Option<Console>; 2],
     scratch: Box<[u8]>,
@@ -110,7 +109,7 @@ impl Out<'_> {
 
 /// The sink of `sink`, if it exists (every pipe's sink does until the pipe is finished).
 fn sink_of<'a>(
-    files: &'a mut HashMap<PathBuf, LogFile>,
+    files: &'a mut Files,
     consoles: &'a [Option<Console>; 2],
     sink: &Sink,
 ) -> Option<Out<'a>> {
@@ -218,7 +217,7 @@ impl Pump {
                     }
                 }
                 Ok(Command::Reopen(done)) => {
-                    self.files.values_mut().for_each(LogFile::reopen);
+                    self.files.iter_mut().for_each(LogFile::reopen);
                     let _ = done.send(());
                 }
                 Ok(Command::Shutdown) => return false,
@@ -245,13 +244,10 @@ impl Pump {
                 Sink::Console(stream)
             }
             None => {
-                let file = self
-                    .files
-                    .entry(target.path.clone())
-                    .or_insert_with(|| LogFile::open(&target, &info));
+                let file = (self.files).get_or_open(&info.path, || LogFile::open(&target, &info));
                 file.configure(&target);
                 file.users += 1;
-                Sink::File(target.path)
+                Sink::File(info.path.clone())
             }
         };
         self.pipes.push(Pipe {

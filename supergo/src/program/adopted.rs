@@ -18,20 +18,20 @@
 //!
 //! What this keeps between turns is the worker's `adoption` part (see `adoption`).
 
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::unbounded;
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::generations::StopFirst;
 use super::process::{Process, StopInfo, StopPolicy, StopReason};
 use super::stamp::Stamp;
 use super::worker::Worker;
 use super::{Context, ProgramHandle, SharedConfig};
 use crate::adopt::plan::{AdoptedProgram, Found};
-use crate::adopt::table::{config_hash, ListenerEntry, ProcessEntry, ProgramEntry, Role};
-use crate::adopt::{procfs, record, verify, watch};
+use crate::adopt::record::Reported;
+use crate::adopt::table::Role;
+use crate::adopt::{record, verify, watch};
 use crate::config::ProgramConfig;
 use crate::listener::Listener;
 use crate::status::{ProgramStatus, State};
@@ -43,73 +43,43 @@ fn piped(config: &ProgramConfig) -> bool {
 }
 
 impl Worker {
-    /// Reports this program's processes and listeners for the state file.
+    /// Reports this program's processes and listeners for the state file (a comparison
+    /// only, when nothing changed).
     pub(super) fn record_table(&self) {
         let config = &self.resources.config;
         let incoming = self.resources.incoming.as_ref();
-        let mut seen = self.adoption.seen.borrow_mut();
-        let mut processes = Vec::new();
-        let mut add = |p: &Process, role: Role, piped: bool| {
-            let pid = p.pid.as_raw();
-            let (start_ticks, pgid) = match seen.get(&pid) {
-                Some(known) => *known,
-                None => match procfs::stat(p.pid) {
-                    Ok(stat) => *seen.entry(pid).or_insert((stat.start_time, stat.pgid)),
-                    // Exited, its exit not routed yet: nothing to adopt.
-                    Err(_) => return,
-                },
-            };
-            processes.push(ProcessEntry {
-                pid,
-                pgid,
-                generation: p.generation,
-                start_ticks,
-                role,
-                piped,
-                stop_signal: p.policy.signal,
-                stop_timeout: p.policy.timeout,
-                stop_as_group: p.policy.as_group,
-            });
+        let report = |p: &Process, role: Role, piped: bool| Reported {
+            pid: p.pid,
+            generation: p.generation,
+            role,
+            piped,
+            stop_signal: p.policy.signal,
+            stop_timeout: p.policy.timeout,
+            stop_as_group: p.policy.as_group,
         };
-        if let Some(p) = &self.gens.current {
+        let current = self.gens.current.iter().map(|p| {
             let role = if p.ready {
                 Role::Serving
             } else {
                 Role::Starting
             };
-            add(p, role, piped(config));
-        }
-        if let Some(h) = &self.gens.handoff {
+            report(p, role, piped(config))
+        });
+        let handoff = self.gens.handoff.iter().map(|h| {
             let piped = piped(incoming.map_or(config, |r| &r.config));
-            add(&h.process, Role::Handoff, piped);
-        }
-        for p in &self.gens.draining {
-            add(p, Role::Draining, piped(config));
-        }
-        seen.retain(|pid, _| processes.iter().any(|p| p.pid == *pid));
-        let listeners = self
-            .resources
-            .listeners
-            .iter()
-            .chain(incoming.into_iter().flat_map(|r| &r.listeners))
-            .map(|l: &Arc<Listener>| ListenerEntry {
-                addr: l.addr.to_string(),
-                inode: procfs::socket_inode(l.as_fd()).unwrap_or(0),
-            })
-            .collect();
-        let mut hashed = self.adoption.hashed.borrow_mut();
-        let hash = match hashed.as_ref() {
-            Some((c, hash)) if Arc::ptr_eq(c, config) => *hash,
-            _ => hashed.insert((config.clone(), config_hash(config))).1,
-        };
-        let entry = ProgramEntry {
-            name: self.name().to_string(),
-            generation: self.gens.last,
-            config_hash: hash,
+            report(&h.process, Role::Handoff, piped)
+        });
+        let draining =
+            (self.gens.draining.iter()).map(|p| report(p, Role::Draining, piped(config)));
+        let listeners = (self.resources.listeners.iter())
+            .chain(incoming.into_iter().flat_map(|r| &r.listeners));
+        record::update(
+            self.adoption.id,
+            config,
+            self.gens.last,
             listeners,
-            processes,
-        };
-        record::update(self.adoption.id, &entry);
+            current.chain(handoff).chain(draining),
+        );
     }
 
     /// The status note of an adopted serving process, and its pid (for an upgrade in place).
@@ -162,15 +132,15 @@ impl Worker {
                 // Asked to stop already: a second stop signal could cut its drain short.
                 let since = Stamp::now();
                 info!(
-                    "{name}[{}]: was draining when supergo died; SIGKILL in {:.1} s if still running",
+                    "{name}[{}]: was draining when supergo died; SIGKILL in {} s if still running",
                     process.pid,
-                    process.policy.timeout.as_secs_f64()
+                    secs(process.policy.timeout, 1)
                 );
-                process.stop = Some(StopInfo {
+                process.stop = Some(Box::new(StopInfo {
                     since,
                     kill_at: Some(since.after(process.policy.timeout)),
                     reason: StopReason::Stop,
-                });
+                }));
                 self.gens.draining.push(process);
             } else {
                 if role != Role::Serving {
@@ -231,7 +201,7 @@ impl Worker {
         } = found;
         let for_signals = pidfd.as_ref().and_then(|fd| fd.try_clone().ok());
         spawn::register_child(pid, for_signals);
-        if let Err(e) = watch::watch(pid, start_ticks, pidfd, self.exits_tx.clone()) {
+        if let Err(e) = watch::watch(pid, start_ticks, pidfd, self.exit_route()) {
             error!("{name}[{pid}]: cannot watch it for its exit: {e}");
         }
         let mut process = Process::new(pid, generation, &self.resources.config);
@@ -276,7 +246,6 @@ pub(super) fn start(
     ctx: Arc<Context>,
     prepare: impl FnOnce(&mut Worker),
 ) -> std::io::Result<ProgramHandle> {
-    let (commands_tx, commands_rx) = unbounded();
     let status = Arc::new(Mutex::new(ProgramStatus::new(&config.name)));
     let shared_config: SharedConfig = Arc::new(Mutex::new(config.clone()));
     let mut worker = Worker::new(
@@ -284,16 +253,16 @@ pub(super) fn start(
         shared_config.clone(),
         listeners,
         ctx,
-        commands_rx,
         status.clone(),
     );
     prepare(&mut worker);
     worker.publish();
     worker.waiters.flush();
+    let commands = worker.commands_tx.clone();
     let thread = worker.start()?;
     Ok(ProgramHandle {
         config: shared_config,
-        commands: commands_tx,
+        commands,
         status,
         thread,
     })

@@ -60,7 +60,7 @@ impl Worker {
         if !procfs::is_same_process(pid, start_ticks) {
             info!("{name}[{pid}]: the adopted process exited while supergo was being replaced (its exit status is not known)");
             // The worker's own channel: it reads it in its first turn.
-            let _ = self.exits_tx.send(Exit {
+            self.exit_route().send(Exit {
                 pid,
                 status: ExitStatus::Unknown,
                 at: Instant::now(),
@@ -72,7 +72,7 @@ impl Worker {
         let pidfd = opened.ok();
         let for_signals = pidfd.as_ref().and_then(|fd| fd.try_clone().ok());
         spawn::register_child(pid, for_signals);
-        if let Err(e) = watch::watch(pid, start_ticks, pidfd, self.exits_tx.clone()) {
+        if let Err(e) = watch::watch(pid, start_ticks, pidfd, self.exit_route()) {
             error!("{name}[{pid}]: cannot watch the adopted process for its exit: {e}");
         }
     }

@@ -29,6 +29,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::escaped_helpers::EscapedHelpers;
+use super::fixed::secs;
 use super::worker::Worker;
 use crate::descendants::{find_escaped_from, Escaped};
 use crate::{info, warn};
@@ -66,11 +67,11 @@ impl Worker {
                 continue; // a second stop (a shutdown during a stop): already asked
             }
             info!(
-                "{}: pid {} left the program's process group: sending it SIG{}; SIGKILL in {:.1} s if still running",
+                "{}: pid {} left the program's process group: sending it SIG{}; SIGKILL in {} s if still running",
                 config.name,
                 helper.pid(),
                 config.stop_signal.as_str().trim_start_matches("SIG"),
-                config.stop_timeout.as_secs_f64()
+                secs(config.stop_timeout, 1)
             );
             // ESRCH: it exited meanwhile; nothing to wait for then.
             if helper.signal(config.stop_signal).is_ok() {
@@ -112,9 +113,9 @@ impl Worker {
                 .map(|h| h.pid().to_string())
                 .collect();
             warn!(
-                "{name}: pid(s) {} did not exit {:.0} s after SIGKILL (stuck in the kernel?); the stop ends without them",
+                "{name}: pid(s) {} did not exit {} s after SIGKILL (stuck in the kernel?); the stop ends without them",
                 pids.join(", "),
-                AFTER_KILL.as_secs_f64()
+                secs(AFTER_KILL, 0)
             );
             *helpers = EscapedHelpers::default();
         }

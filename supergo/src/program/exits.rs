@@ -4,6 +4,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use super::fixed::secs;
 use super::generations::Owner;
 use super::lifecycle::{restarts_after, MIN_RUN};
 use super::process::{Process, StopReason};
@@ -44,7 +45,7 @@ impl Worker {
                     process.leader_exit = Some(exit.status);
                     return;
                 }
-                let process = self.gens.draining.remove(index);
+                let process = self.gens.take_draining(index);
                 self.on_stopped_exit(process, exit.status, exit.at);
             }
             Owner::Unknown => self.gens.stillborn.retain(|pid| *pid != exit.pid),
@@ -56,9 +57,9 @@ impl Worker {
         self.record.last_exit = Some(status.to_string());
         self.record.stop_time = SystemTime::now();
         if !process.ready {
-            let uptime = process.started.elapsed().as_secs_f64();
+            let uptime = secs(process.started.elapsed(), 2);
             return self.on_start_failure(format!(
-                "pid {pid} {status} {uptime:.2} s after start, before it was ready"
+                "pid {pid} {status} {uptime} s after start, before it was ready"
             ));
         }
         // The serving process died during a handoff: the new one becomes the serving
@@ -99,8 +100,8 @@ impl Worker {
             self.life.failures = 0;
         } else {
             return self.on_start_failure(format!(
-                "pid {pid} {status} {:.2} s after start, right after it became ready",
-                ran.as_secs_f64()
+                "pid {pid} {status} {} s after start, right after it became ready",
+                secs(ran, 2)
             ));
         }
         warn!(
@@ -113,7 +114,7 @@ impl Worker {
 
     fn on_stopped_exit(&mut self, process: Process, status: ExitStatus, at: Instant) {
         let Some(stop) = &process.stop else { return };
-        let took = at.duration_since(stop.since.mono).as_secs_f64();
+        let took = secs(at.duration_since(stop.since.mono), 2);
         // The status says how it ended ("exited with status 0", "killed by signal 9"); what it
         // cannot say is that supergo sent that SIGKILL at the stop deadline.
         let how = if stop.kill_at.is_none() {
@@ -122,7 +123,7 @@ impl Worker {
             ""
         };
         info!(
-            "{}[{}]: {} after {took:.2} s: {how}{}, generation {}",
+            "{}[{}]: {} after {took} s: {how}{}, generation {}",
             self.name(),
             process.pid,
             if stop.reason == StopReason::Handoff {

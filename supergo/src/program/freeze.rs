@@ -2,7 +2,9 @@
 //!
 //! The core first parks the signals thread (nothing is reaped from then on), then sends every
 //! worker `Command::Freeze`. The worker acts on what reached it before (exits and
-//! notifications already routed: their work must not die with the old image), then either
+//! notifications already routed: their work must not die with the old image; the reaper's
+//! exits come before the freeze on the commands channel, those of `adopt::watch`, which is
+//! not parked, may come after it and are taken too), then either
 //! writes its state or says why it cannot be handed over now (`busy`), and answers no
 //! command until it is released: from the freeze to the exec it spawns nothing and changes
 //! nothing, so the state written is the state the new image takes over. An exec ends the
@@ -21,19 +23,30 @@
 
 use std::time::Instant;
 
-use super::wiring::{Freeze, Frozen};
+use super::wiring::{Command, Freeze, Frozen};
 use super::worker::Worker;
 use crate::config::ReadyMode;
 use crate::handover::StateWriter;
 
 impl Worker {
+    // Never inlined: its frame (the state it writes) would sit below every spawn on the
+    // worker's small stack, through `on_command`.
+    #[inline(never)]
     pub(super) fn on_freeze(&mut self, order: Freeze) {
         // What was routed here before the signals thread parked: acted on now, in this
         // image, so that no exit or READY=1 is lost with it.
         let mut serving_exit = None;
-        while let Ok(exit) = self.exits.try_recv() {
-            serving_exit = self.serving_exit(&exit).or(serving_exit);
-            self.on_exit(exit);
+        // Commands behind the freeze wait for the release (and die with the exec, as the
+        // ones still in the channel do).
+        let mut later = Vec::new();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Exited(exit) => {
+                    serving_exit = self.serving_exit(&exit).or(serving_exit);
+                    self.on_exit(*exit);
+                }
+                command => later.push(command),
+            }
         }
         if let Some(notifications) = self.resources.notify.as_ref().map(|n| n.receiver().clone()) {
             while let Ok(note) = notifications.try_recv() {
@@ -65,12 +78,16 @@ impl Worker {
                 Frozen::Ready(writer)
             }
         };
-        if order.answer.send(frozen).is_err() {
-            return; // The core gave up on this freeze: carry on.
+        // An error: the core gave up on this freeze; carry on.
+        if order.answer.send(frozen).is_ok() {
+            // No command, exit or timer is looked at until the release; the exec ends this
+            // thread here.
+            let _ = order.release.recv();
         }
-        // No command, exit or timer is looked at until the release; the exec ends this
-        // thread here.
-        let _ = order.release.recv();
+        // Carrying on: the commands taken above first, in their order.
+        for command in later {
+            self.on_command(command);
+        }
     }
 
     /// Why this program cannot be handed over right now (see the module docs).

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::process::{Process, StopReason};
+use super::push_one;
 use super::stamp::Stamp;
 use crate::reaper::ExitStatus;
 use crate::{spawn, warn};
@@ -52,7 +54,8 @@ pub(super) struct Generations {
     /// The generation of the newest process started (`SUPERGO_GENERATION`); 0 before any.
     pub last: u64,
     pub current: Option<Process>,
-    pub handoff: Option<Handoff>,
+    /// Boxed: a restart's while, and it is the biggest part of a worker's state.
+    pub handoff: Option<Box<Handoff>>,
     pub stop_first: Option<StopFirst>,
     pub draining: Vec<Process>,
     /// Pids that failed before `execve`: their exits arrive later and mean nothing.
@@ -87,31 +90,37 @@ impl Generations {
     /// Sends the stop signal and keeps the process among the draining until it exits.
     pub fn begin_stop(&mut self, mut process: Process, reason: StopReason, name: &str) {
         process.ask_to_stop(reason, name);
-        self.draining.push(process);
+        push_one(&mut self.draining, process);
+    }
+
+    /// The draining process at `index`, whose drain is over. The list's room goes with the
+    /// last one.
+    pub fn take_draining(&mut self, index: usize) -> Process {
+        let process = self.draining.remove(index);
+        if self.draining.is_empty() {
+            self.draining = Vec::new();
+        }
+        process
     }
 
     /// The earliest readiness or SIGKILL deadline, or the next look at a group whose leader
     /// has exited.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let mut deadlines = Vec::new();
-        if let Some(p) = self.current.as_ref().filter(|p| !p.ready) {
-            deadlines.push(p.ready_deadline.mono);
-        }
-        if let Some(h) = &self.handoff {
-            deadlines.push(h.process.ready_deadline.mono);
-        }
-        deadlines.extend(
-            self.draining
-                .iter()
-                .filter_map(|p| p.stop.as_ref().and_then(|s| s.kill_at))
-                .map(|kill_at| kill_at.mono),
-        );
+        let starting = self.current.as_ref().filter(|p| !p.ready);
+        let handoff = self.handoff.as_ref().map(|h| &h.process);
+        let kills = (self.draining.iter())
+            .filter_map(|p| p.stop.as_ref().and_then(|s| s.kill_at))
+            .map(|kill_at| kill_at.mono);
         // A group whose leader has exited sends no SIGCHLD when its last member goes (they
         // are not our children): look again shortly. Only while such a drain lasts.
-        if self.draining.iter().any(|p| p.leader_exit.is_some()) {
-            deadlines.push(Instant::now() + GROUP_POLL);
-        }
-        deadlines.into_iter().min()
+        let group_poll = (self.draining.iter().any(|p| p.leader_exit.is_some()))
+            .then(|| Instant::now() + GROUP_POLL);
+        // Every turn of the loop asks: no allocation.
+        (starting.into_iter().chain(handoff))
+            .map(|p| p.ready_deadline.mono)
+            .chain(kills)
+            .chain(group_poll)
+            .min()
     }
 
     /// SIGKILL to every draining process whose deadline has passed.
@@ -122,9 +131,9 @@ impl Generations {
             };
             if stop.kill_at.is_some_and(|t| now >= t.mono) {
                 warn!(
-                    "{name}[{}]: still running {:.1} s after the stop signal: sending SIGKILL",
+                    "{name}[{}]: still running {} s after the stop signal: sending SIGKILL",
                     process.pid,
-                    stop.since.elapsed().as_secs_f64()
+                    secs(stop.since.elapsed(), 1)
                 );
                 spawn::signal_child(process.pid, Signal::SIGKILL, process.policy.as_group);
                 stop.kill_at = None;
@@ -139,7 +148,7 @@ impl Generations {
             .draining
             .iter()
             .position(|p| p.leader_exit.is_some() && !p.group_alive())?;
-        let process = self.draining.remove(index);
+        let process = self.take_draining(index);
         let status = process.leader_exit.expect("filtered just above");
         Some((process, status))
     }

@@ -8,6 +8,7 @@
 
 use serde_json::json;
 
+use super::fixed::{fixed, secs};
 use super::generations::{Handoff, StopFirst};
 use super::process::StopReason;
 use super::resources::Replacement;
@@ -46,13 +47,13 @@ impl Worker {
                     process.generation
                 );
                 let ready_now = config.ready == ReadyMode::Uptime && config.start_secs.is_zero();
-                self.gens.handoff = Some(Handoff {
+                self.gens.handoff = Some(Box::new(Handoff {
                     process,
                     old_pid,
                     requested,
-                });
+                }));
                 self.resources.incoming = replacement;
-                self.waiters.handoff.extend(reply);
+                self.waiters.add_handoff(reply);
                 if ready_now {
                     self.complete_handoff();
                 }
@@ -74,7 +75,7 @@ impl Worker {
     /// The handoff in progress, the config it brings, and who waits for it: taken together,
     /// so that none outlives the others.
     pub(super) fn take_handoff(&mut self) -> Option<(Handoff, Option<Replacement>, Vec<Replier>)> {
-        let handoff = self.gens.handoff.take()?;
+        let handoff = *self.gens.handoff.take()?;
         let replacement = self.resources.incoming.take();
         let waiters = std::mem::take(&mut self.waiters.handoff);
         Some((handoff, replacement, waiters))
@@ -100,9 +101,10 @@ impl Worker {
         self.record.last_handoff_ms = Some(ms);
         let old_pid = handoff.old_pid;
         info!(
-            "{}: handoff done: pid {old_pid} -> {new_pid} in {ms:.0} ms; pid {old_pid} is draining (SIGKILL after {:.1} s)",
+            "{}: handoff done: pid {old_pid} -> {new_pid} in {} ms; pid {old_pid} is draining (SIGKILL after {} s)",
             self.name(),
-            self.resources.config.stop_timeout.as_secs_f64()
+            fixed(ms, 0),
+            secs(self.resources.config.stop_timeout, 1)
         );
         let data = json!({
             "name": self.name(),
@@ -111,8 +113,9 @@ impl Worker {
             "handoff_ms": ms,
         });
         let message = format!(
-            "{}: restarted, pid {old_pid} -> {new_pid} (ready in {ms:.0} ms)",
-            self.name()
+            "{}: restarted, pid {old_pid} -> {new_pid} (ready in {} ms)",
+            self.name(),
+            fixed(ms, 0)
         );
         self.waiters.answer_each(waiters, &Reply::ok(message, data));
     }
@@ -155,6 +158,6 @@ impl Worker {
             old_pid,
             requested: Stamp::now(),
         });
-        self.waiters.stop_first.extend(reply);
+        self.waiters.add_stop_first(reply);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! A worker owns its program's config, its listeners, the serving process, a new generation
 //! being started by a restart (the *handoff*), and every process asked to stop that has not
-//! exited yet (*draining*). It is driven by `select!` over its command channel, its exit
-//! channel (fed by the reaper), its readiness channel (`ready = "notify"`) and one deadline.
+//! exited yet (*draining*). It is driven by `select!` over its command channel (which the
+//! reaper feeds with its exits too), its readiness channel (`ready = "notify"`) and one
+//! deadline.
 //!
 //! A restart is one transaction: start generation k+1 on the same listeners while k keeps
 //! serving; once k+1 is ready, ask k to stop (it drains); if k+1 exits or misses its
@@ -67,6 +68,7 @@ mod ended;
 mod escaped;
 mod escaped_helpers;
 mod exits;
+mod fixed;
 mod freeze;
 mod generations;
 mod handoff;
@@ -81,6 +83,8 @@ mod serialize;
 mod stamp;
 mod starting;
 mod stopping;
+#[cfg(test)]
+mod tests;
 mod timers;
 mod waiters;
 mod wiring;
@@ -89,7 +93,7 @@ mod worker;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::Sender;
 
 use crate::config::ProgramConfig;
 use crate::listener::Listener;
@@ -102,12 +106,27 @@ pub use resources::SharedConfig;
 pub use restore::RestoredProgram;
 pub use wiring::{Command, Context, Freeze, Frozen, Replace};
 
+/// Adds `item` to `list`, making room for it alone: a vector's first growth makes room for
+/// four, and most of a worker's lists (waiters, draining processes) hold one at a time.
+pub(super) fn push_one<T>(list: &mut Vec<T>, item: T) {
+    list.reserve_exact(1);
+    list.push(item);
+}
+
 /// The core's side of a worker.
 pub struct ProgramHandle {
     pub config: SharedConfig,
     pub commands: Sender<Command>,
     pub status: SharedStatus,
     pub thread: JoinHandle<()>,
+}
+
+impl Drop for ProgramHandle {
+    /// Tells the worker that the core let go of it (see `Command::Abandoned`). A worker that
+    /// has ended no longer listens: nothing is sent then.
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Abandoned);
+    }
 }
 
 impl ProgramHandle {
@@ -127,7 +146,6 @@ pub fn launch(
     listeners: Result<Vec<Arc<Listener>>, String>,
     ctx: Arc<Context>,
 ) -> std::io::Result<ProgramHandle> {
-    let (commands_tx, commands_rx) = unbounded();
     let status: SharedStatus = Arc::new(Mutex::new(ProgramStatus::new(&config.name)));
     let shared_config: SharedConfig = Arc::new(Mutex::new(config.clone()));
     let worker = worker::Worker::new(
@@ -135,13 +153,13 @@ pub fn launch(
         shared_config.clone(),
         listeners,
         ctx,
-        commands_rx,
         status.clone(),
     );
+    let commands = worker.commands_tx.clone();
     let thread = worker.start()?;
     Ok(ProgramHandle {
         config: shared_config,
-        commands: commands_tx,
+        commands,
         status,
         thread,
     })

@@ -21,6 +21,15 @@ pub(super) struct LogSettings {
 }
 
 impl LogSettings {
+    /// True when `c` asks for these settings (compared in place: every spawn asks).
+    pub fn are_those_of(&self, c: &ProgramConfig) -> bool {
+        self.stdout_file == c.stdout_file
+            && self.stderr_file == c.stderr_file
+            && self.redirect_stderr == c.redirect_stderr
+            && self.max_bytes == c.log_max_bytes
+            && self.backups == c.log_backups
+    }
+
     pub fn of(c: &ProgramConfig) -> LogSettings {
         LogSettings {
             stdout_file: c.stdout_file.clone(),

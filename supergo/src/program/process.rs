@@ -13,6 +13,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::stamp::Stamp;
 use crate::config::{ProgramConfig, ReadyMode};
 use crate::info;
@@ -84,7 +85,9 @@ pub(super) struct Process {
     /// `uptime`: when it counts as ready; `notify`: when it has failed to become ready.
     pub ready_deadline: Stamp,
     pub ready: bool,
-    pub stop: Option<StopInfo>,
+    /// Boxed: only a process asked to stop has it, and it would triple the size of every
+    /// other (the serving process is part of each worker).
+    pub stop: Option<Box<StopInfo>>,
     /// Set when the leader exited while the rest of its process group still ran (a stopping
     /// `sh -c '…'` whose server drains): the drain ends when the group is empty.
     pub leader_exit: Option<ExitStatus>,
@@ -120,18 +123,18 @@ impl Process {
         } = self.policy;
         let since = Stamp::now();
         info!(
-            "{name}[{}]: sending SIG{} ({}); SIGKILL in {:.1} s if still running",
+            "{name}[{}]: sending SIG{} ({}); SIGKILL in {} s if still running",
             self.pid,
             signal.as_str().trim_start_matches("SIG"),
             reason.as_str(),
-            timeout.as_secs_f64()
+            secs(timeout, 1)
         );
         spawn::signal_child(self.pid, signal, as_group);
-        self.stop = Some(StopInfo {
+        self.stop = Some(Box::new(StopInfo {
             since,
             kill_at: Some(since.after(timeout)),
             reason,
-        });
+        }));
     }
 
     /// SIGKILL to what the process left in its group (when it was started `stop_as_group`).

@@ -32,7 +32,8 @@ pub(super) struct Resources {
     pub listeners: Vec<Arc<Listener>>,
     /// Why the listeners could not be bound; tried again at the next start.
     pub listen_error: Option<String>,
-    pub notify: Option<NotifySocket>,
+    /// Boxed: most programs have none (`ready = "notify"` only).
+    pub notify: Option<Box<NotifySocket>>,
     pub outputs: Option<Outputs>,
     /// The handoff in progress runs with this config, adopted only if it succeeds.
     pub incoming: Option<Replacement>,

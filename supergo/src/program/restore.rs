@@ -10,7 +10,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::unbounded;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -171,7 +170,6 @@ impl RestoredProgram {
         let listeners = ctx
             .pool
             .acquire_all(&config.listen_addrs, config.socket_mode);
-        let (commands_tx, commands_rx) = unbounded();
         let status: SharedStatus = Arc::new(Mutex::new(ProgramStatus::new(&name)));
         let shared_config = Arc::new(Mutex::new(config.clone()));
         let mut worker = Worker::new(
@@ -179,7 +177,6 @@ impl RestoredProgram {
             shared_config.clone(),
             listeners,
             ctx,
-            commands_rx,
             status.clone(),
         );
         if worker.resources.listen_error.is_none() {
@@ -193,6 +190,7 @@ impl RestoredProgram {
             NotifySocket::adopt(&name, fd)
                 .map_err(|e| warn!("{name}: cannot take its NOTIFY_SOCKET back: {e}; a new one is made at its next start"))
                 .ok()
+                .map(Box::new)
         });
         // Children of supergo's only: an adopted process is not, and is watched again below.
         let pids = gens.current.iter().chain(&gens.draining);
@@ -201,15 +199,16 @@ impl RestoredProgram {
             .map(|p| p.pid)
             .chain(gens.stillborn.iter().copied())
         {
-            worker.ctx.reaper.adopt(pid, &worker.exits_tx);
+            worker.ctx.reaper.adopt(pid, worker.exit_route());
         }
         worker.gens = gens;
         worker.watch_handed_over(adopted_note);
         worker.publish();
+        let commands = worker.commands_tx.clone();
         let thread = worker.start()?;
         Ok(ProgramHandle {
             config: shared_config,
-            commands: commands_tx,
+            commands,
             status,
             thread,
         })
@@ -231,11 +230,11 @@ fn read_process(p: &SectionRef<'_>) -> Result<Process, StateError> {
     let started = read_stamp(p, "started")?.ok_or_else(|| p.error("no start time"))?;
     let stop = match read_stamp(p, "stop_since")? {
         None => None,
-        Some(since) => Some(StopInfo {
+        Some(since) => Some(Box::new(StopInfo {
             since,
             kill_at: read_stamp(p, "kill_at")?,
             reason: parse_reason(&p.string_or("stop_reason", "stop")?),
-        }),
+        })),
     };
     let leader_exit = match p.str("leader_exit")? {
         None => None,

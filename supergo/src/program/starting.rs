@@ -1,13 +1,15 @@
 //! Starting a process: spawning it with the program's resources, the moment it becomes
 //! ready, and a failed start (backoff or Fatal, by the lifecycle's retry policy).
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use nix::unistd::Pid;
 
+use super::fixed::secs;
 use super::lifecycle::{Verdict, MIN_RUN};
-use super::outputs::{LogSettings, Outputs};
+use super::outputs::Outputs;
 use super::process::Process;
 use super::worker::Worker;
 use crate::config::{ProgramConfig, ReadyMode};
@@ -58,32 +60,17 @@ impl Worker {
 
     /// Spawns a process of `config` on `listeners`, with the program's notify socket and log
     /// pipes (made first when missing, or when the log settings changed).
+    ///
+    /// Kept to a small stack frame: it is on the deepest path of a worker's stack (down to
+    /// `spawn::prepare` looking the executable up), and a worker's stack costs a page of
+    /// memory for each 4 KiB it ever reached; what needs room of its own (the outputs, the
+    /// log line) is in functions it calls before and after.
     pub(super) fn spawn_process(
         &mut self,
         config: &ProgramConfig,
         listeners: &[Arc<Listener>],
     ) -> Result<Process, String> {
-        if config.ready == ReadyMode::Notify && self.resources.notify.is_none() {
-            self.resources.notify =
-                Some(NotifySocket::bind(&config.name).map_err(|e| {
-                    format!("{}: cannot create its NOTIFY_SOCKET: {e}", config.name)
-                })?);
-        }
-        let settings = LogSettings::of(config);
-        if self
-            .resources
-            .outputs
-            .as_ref()
-            .is_none_or(|o| o.settings != settings)
-        {
-            self.resources.outputs = Some(Outputs::open(&self.ctx.logs, config)?);
-        }
-        let stdio = self
-            .resources
-            .outputs
-            .as_ref()
-            .expect("opened just above")
-            .stdio(config)?;
+        let stdio = self.process_stdio(config)?;
         let generation = self.gens.last + 1;
         let notify_path = self
             .resources
@@ -101,7 +88,7 @@ impl Worker {
         let pid = self
             .ctx
             .reaper
-            .spawn(&mut prepared, &self.exits_tx)
+            .spawn(&mut prepared, self.exit_route())
             .map_err(|e| {
                 if let Some(pid) = e.pid {
                     self.gens.stillborn.push(pid);
@@ -109,13 +96,26 @@ impl Worker {
                 without_name(&config.name, e.message)
             })?;
         self.gens.last = generation;
-        let process = Process::new(pid, generation, config);
-        info!(
-            "{}[{pid}]: started generation {generation} ({})",
-            config.name,
-            config.argv.join(" ")
-        );
-        Ok(process)
+        Ok(started(pid, generation, config))
+    }
+
+    /// fd 1 and fd 2 for a new process of `config`, with the notify socket and log pipes made
+    /// first when missing or when the log settings changed.
+    #[inline(never)]
+    fn process_stdio(&mut self, config: &ProgramConfig) -> Result<(OwnedFd, OwnedFd), String> {
+        if config.ready == ReadyMode::Notify && self.resources.notify.is_none() {
+            let socket = NotifySocket::bind(&config.name)
+                .map_err(|e| format!("{}: cannot create its NOTIFY_SOCKET: {e}", config.name))?;
+            self.resources.notify = Some(Box::new(socket));
+        }
+        if (self.resources.outputs.as_ref()).is_none_or(|o| !o.settings.are_those_of(config)) {
+            self.resources.outputs = Some(Outputs::open(&self.ctx.logs, config)?);
+        }
+        self.resources
+            .outputs
+            .as_ref()
+            .expect("opened just above")
+            .stdio(config)
     }
 
     pub(super) fn mark_current_ready(&mut self) {
@@ -170,13 +170,24 @@ impl Worker {
                 self.record.stop_time = SystemTime::now();
             }
             Verdict::Retry(delay) => warn!(
-                "{name}: {message}; retrying in {:.1} s (retry {} of {})",
-                delay.as_secs_f64(),
+                "{name}: {message}; retrying in {} s (retry {} of {})",
+                secs(delay, 1),
                 self.life.failures,
                 config.max_retry
             ),
         }
     }
+}
+
+/// The new process, logged.
+#[inline(never)]
+fn started(pid: Pid, generation: u64, config: &ProgramConfig) -> Process {
+    info!(
+        "{}[{pid}]: started generation {generation} ({})",
+        config.name,
+        config.argv.join(" ")
+    );
+    Process::new(pid, generation, config)
 }
 
 /// Spawn errors name their program ("web: cannot execute …") for callers that log them

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use super::fixed::secs;
 use super::process::StopReason;
 use super::worker::Worker;
 use crate::config::ReadyMode;
@@ -21,9 +22,9 @@ impl Worker {
             if notify {
                 let process = self.gens.current.take().expect("checked just above");
                 let message = format!(
-                    "pid {} did not send READY=1 within ready_timeout ({:.1} s)",
+                    "pid {} did not send READY=1 within ready_timeout ({} s)",
                     process.pid,
-                    self.resources.config.ready_timeout.as_secs_f64()
+                    secs(self.resources.config.ready_timeout, 1)
                 );
                 self.begin_stop(process, StopReason::Rollback);
                 self.on_start_failure(message);
@@ -40,14 +41,11 @@ impl Worker {
                     .map(|r| r.config.ready == ReadyMode::Notify)
                     .unwrap_or(notify);
                 if handoff_notify {
-                    let timeout = h
-                        .process
-                        .ready_deadline
-                        .mono
-                        .duration_since(h.process.started.mono)
-                        .as_secs_f64();
+                    let timeout =
+                        (h.process.ready_deadline.mono).duration_since(h.process.started.mono);
+                    let timeout = secs(timeout, 1);
                     self.roll_back(
-                        format!("did not send READY=1 within ready_timeout ({timeout:.1} s)"),
+                        format!("did not send READY=1 within ready_timeout ({timeout} s)"),
                         true,
                     );
                 } else {

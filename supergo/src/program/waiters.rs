@@ -15,6 +15,8 @@ use std::time::Instant;
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+use super::fixed::fixed;
+use super::push_one;
 use crate::reply::{Replier, Reply};
 
 /// Someone waiting for the serving process to become ready.
@@ -44,10 +46,36 @@ pub(super) struct Waiters {
 }
 
 impl Waiters {
+    /// Waits for the serving process to be ready (nobody when `None`).
+    pub fn add_ready(&mut self, waiter: Option<Waiter>) {
+        waiter
+            .into_iter()
+            .for_each(|w| push_one(&mut self.ready, w));
+    }
+
+    /// Waits for the handoff in progress.
+    pub fn add_handoff(&mut self, reply: Option<Replier>) {
+        reply
+            .into_iter()
+            .for_each(|r| push_one(&mut self.handoff, r));
+    }
+
+    /// Waits for a `stop_before_restart` restart's old process to be gone.
+    pub fn add_stop_first(&mut self, reply: Option<Replier>) {
+        reply
+            .into_iter()
+            .for_each(|r| push_one(&mut self.stop_first, r));
+    }
+
+    /// Waits for a stop to end.
+    pub fn add_stop(&mut self, reply: Option<Replier>) {
+        reply.into_iter().for_each(|r| push_one(&mut self.stop, r));
+    }
+
     /// Queues an answer (see the module docs).
     pub fn answer(&mut self, to: Option<Replier>, reply: Reply) {
         if let Some(to) = to {
-            self.outbox.push((to, reply));
+            push_one(&mut self.outbox, (to, reply));
         }
     }
 
@@ -80,7 +108,8 @@ impl Waiters {
                         reply,
                         Reply::ok(
                             format!(
-                                "{name}: restarted, pid {old_pid} -> {pid} (ready in {ms:.0} ms)"
+                                "{name}: restarted, pid {old_pid} -> {pid} (ready in {} ms)",
+                                fixed(ms, 0)
                             ),
                             json!({"name": name, "old_pid": old_pid.as_raw(), "new_pid": pid.as_raw(), "handoff_ms": ms}),
                         ),

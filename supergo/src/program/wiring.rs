@@ -12,13 +12,18 @@ use crate::config::ProgramConfig;
 use crate::handover::StateWriter;
 use crate::listener::{Listener, ListenerPool};
 use crate::logs::LogHub;
-use crate::reaper::Reaper;
+use crate::reaper::{Exit, Reaper};
 use crate::reply::Replier;
 use crate::supervisor::CoreMessage;
 
-/// What the core asks of a worker. Kept small (the big requests are boxed): crossbeam's
-/// unbounded channel allocates its slots 31 at a time, and the first block stays for as long
-/// as the worker lives; at 56 bytes a command, that block was 2 KB per program.
+/// What a worker is told: the core's requests, and the exits of its processes (the reaper's
+/// and `adopt::watch`'s, through `reaper::ExitRoute`). One channel for both: a second
+/// channel per program cost its body and, after the first exit, a block of its own; and the
+/// worker sees each exit in order with the commands sent around it.
+///
+/// Kept small (the big ones are boxed): crossbeam's unbounded channel allocates its slots 31
+/// at a time, and the first block stays for as long as the worker lives; at 56 bytes a
+/// command, that block was 2 KB per program.
 pub enum Command {
     Start(Option<Replier>),
     Stop(Option<Replier>),
@@ -30,6 +35,13 @@ pub enum Command {
     Shutdown(Option<Replier>),
     /// An upgrade in place: write the state, then wait (see `freeze`).
     Freeze(Box<Freeze>),
+    /// One of the worker's processes ended.
+    Exited(Box<Exit>),
+    /// The core dropped its handle of the worker without a shutdown (supergo is exiting
+    /// abnormally): the worker stops the children rather than orphan them. (The worker
+    /// holds a sender of its own channel, for its exits, so it never sees the channel
+    /// disconnect; `ProgramHandle`'s drop sends this instead.)
+    Abandoned,
 }
 
 const _: () = assert!(std::mem::size_of::<Command>() <= 24, "keep Command small");

@@ -23,16 +23,16 @@ use super::wiring::{Command, Context};
 use crate::config::ProgramConfig;
 use crate::error;
 use crate::listener::Listener;
-use crate::reaper::Exit;
+use crate::reaper::ExitRoute;
 use crate::status::{SharedStatus, State};
 
 pub(super) struct Worker {
     // Wiring: channels and shared handles, rebuilt (never serialized) by an upgrade.
     pub ctx: Arc<Context>,
     pub commands: Receiver<Command>,
-    /// Given to the reaper with every spawn: exits of this worker's pids come back here.
-    pub exits_tx: Sender<Exit>,
-    pub exits: Receiver<Exit>,
+    /// The sending side of `commands`: the core's handle gets a clone, and the exits of this
+    /// worker's pids come back through it (`exit_route`).
+    pub commands_tx: Sender<Command>,
     pub status: SharedStatus,
 
     // The state, in parts (see the module docs of each).
@@ -64,17 +64,15 @@ impl Worker {
         shared_config: SharedConfig,
         listeners: Result<Vec<Arc<Listener>>, String>,
         ctx: Arc<Context>,
-        commands: Receiver<Command>,
         status: SharedStatus,
     ) -> Box<Worker> {
-        let (exits_tx, exits) = unbounded();
+        let (commands_tx, commands) = unbounded();
         let resources = Resources::new(config, shared_config, listeners);
         let listen_error = resources.listen_error.clone();
         let mut worker = Box::new(Worker {
             ctx,
             commands,
-            exits_tx,
-            exits,
+            commands_tx,
             status,
             resources,
             life: Lifecycle::new(),
@@ -97,6 +95,12 @@ impl Worker {
 
     pub fn name(&self) -> &str {
         self.resources.name()
+    }
+
+    /// Where the reaper (or the watch of adopted processes) sends the exits of this worker's
+    /// pids: its own commands channel.
+    pub fn exit_route(&self) -> ExitRoute {
+        ExitRoute::Worker(self.commands_tx.clone())
     }
 
     /// Starts the worker's thread (a new program, an adopted one, one restored by an upgrade).
@@ -122,19 +126,10 @@ impl Worker {
             };
             let mut serving_exit = None;
             select! {
-                recv(self.commands) -> command => match command {
-                    Ok(command) => self.on_command(command),
-                    // The core is gone (supergo is exiting abnormally): stop the children
-                    // rather than orphan them.
-                    Err(_) => {
-                        self.life.shutting_down = true;
-                        self.request_stop();
-                    }
-                },
-                recv(self.exits) -> exit => {
-                    if let Ok(exit) = exit {
-                        serving_exit = self.serving_exit(&exit);
-                        self.on_exit(exit);
+                // Never disconnected: the worker holds a sender itself (`commands_tx`).
+                recv(self.commands) -> command => {
+                    if let Ok(command) = command {
+                        serving_exit = self.on_command(command);
                     }
                 }
                 recv(notifications) -> note => {

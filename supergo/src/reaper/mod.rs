@@ -19,6 +19,10 @@
 //!
 //! Nothing else in supergo calls `waitpid`, and nothing uses `std::process::Command` for
 //! children (it reaps on its own and cannot set `LISTEN_PID`).
+//!
+//! An exit goes where its pid's [`ExitRoute`] says: a worker's commands channel (so that a
+//! program has one channel, and its exits come in order with the core's commands), or a
+//! channel of exits alone (the upgrade's pre-flight check, which is no worker).
 
 mod parking;
 
@@ -35,6 +39,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::program::Command;
 use crate::spawn::{self, Prepared, SpawnError};
 use parking::Parking;
 
@@ -81,6 +86,33 @@ pub struct Exit {
     pub at: Instant,
 }
 
+/// Where the exits of a pid go (see the module docs).
+#[derive(Clone)]
+pub enum ExitRoute {
+    /// A worker's commands channel: the exit comes as `Command::Exited`.
+    Worker(Sender<Command>),
+    /// A channel of exits alone.
+    Exits(Sender<Exit>),
+}
+
+impl ExitRoute {
+    /// Sends `exit`; false when nobody listens any more (a worker that is gone no longer
+    /// cares).
+    pub fn send(&self, exit: Exit) -> bool {
+        match self {
+            // Boxed: a command stays small (see `Command`), and exits are rare.
+            ExitRoute::Worker(commands) => commands.send(Command::Exited(Box::new(exit))).is_ok(),
+            ExitRoute::Exits(exits) => exits.send(exit).is_ok(),
+        }
+    }
+}
+
+impl From<&Sender<Exit>> for ExitRoute {
+    fn from(exits: &Sender<Exit>) -> ExitRoute {
+        ExitRoute::Exits(exits.clone())
+    }
+}
+
 /// The pid → worker routes, and the exits waiting for theirs.
 #[derive(Default)]
 pub struct Reaper {
@@ -89,7 +121,7 @@ pub struct Reaper {
 
 #[derive(Default)]
 struct Table {
-    routes: HashMap<Pid, Sender<Exit>>,
+    routes: HashMap<Pid, ExitRoute>,
     parking: Parking,
     /// Clones begun and not registered yet (see the module docs on orphans).
     clones_in_flight: usize,
@@ -108,7 +140,12 @@ impl Reaper {
 
     /// Starts the prepared child, registers its pid (and pidfd) for `route` and waits for
     /// its `execve`.
-    pub fn spawn(&self, prepared: &mut Prepared, route: &Sender<Exit>) -> Result<Pid, SpawnError> {
+    pub fn spawn(
+        &self,
+        prepared: &mut Prepared,
+        route: impl Into<ExitRoute>,
+    ) -> Result<Pid, SpawnError> {
+        let route = route.into();
         let since = Instant::now();
         self.table().clones_in_flight += 1;
         // No lock here: see the module docs.
@@ -137,17 +174,17 @@ impl Reaper {
     /// Registers a child handed over by an upgrade in place (still supergo's child, not
     /// reaped: its pid cannot have been reused), with a pidfd opened again now. Called before
     /// the new image's first reap, so an exit during the exec is routed like any other.
-    pub fn adopt(&self, pid: Pid, route: &Sender<Exit>) {
+    pub fn adopt(&self, pid: Pid, route: ExitRoute) {
         // A zombie has a pidfd too; without one (Linux < 5.3) signals go by pid, which is
         // safe while the child is not reaped.
         let pidfd = crate::adopt::pidfd::pidfd_open(pid).ok();
         let mut table = self.table();
-        table.routes.insert(pid, route.clone());
+        table.routes.insert(pid, route);
         spawn::register_child(pid, pidfd);
     }
 
     /// Registers `pid` for `route`, or hands it its exit at once when the reaper was first.
-    fn register(&self, pid: Pid, pidfd: Option<OwnedFd>, route: &Sender<Exit>, since: Instant) {
+    fn register(&self, pid: Pid, pidfd: Option<OwnedFd>, route: ExitRoute, since: Instant) {
         let parked = {
             let mut table = self.table();
             table.parking.expire(Instant::now());
@@ -159,14 +196,18 @@ impl Reaper {
             } else {
                 None
             };
-            if parked.is_none() {
-                table.routes.insert(pid, route.clone());
-                spawn::register_child(pid, pidfd);
+            match parked {
+                Some(exit) => Some((route, exit)),
+                None => {
+                    table.routes.insert(pid, route);
+                    spawn::register_child(pid, pidfd);
+                    None
+                }
             }
-            parked
         };
-        if let Some(exit) = parked {
-            let _ = route.send(exit);
+        // Sent outside the lock.
+        if let Some((route, exit)) = parked {
+            route.send(exit);
         }
     }
 
@@ -216,7 +257,7 @@ impl Reaper {
         };
         // A worker that is gone no longer cares; nothing to do.
         if let Some(route) = route {
-            let _ = route.send(exit);
+            route.send(exit);
         }
     }
 }

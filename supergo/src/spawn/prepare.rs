@@ -6,7 +6,7 @@
 //! Nothing here takes a lock shared with other programs: a slow user look-up (NSS over the
 //! network) or a slow `stat` of the executable delays only the program being spawned.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -46,8 +46,9 @@ pub struct Prepared {
     pub(super) directory: CString,
     pub(super) argv: Vec<CString>,
     pub(super) argv_ptrs: Vec<*const libc::c_char>,
-    /// Every entry, NUL-terminated, in one buffer (see `environ`); kept as bytes so the
-    /// child can write its pid into the `LISTEN_PID=` entry without allocating.
+    /// The entries this spawn sets, NUL-terminated, in one buffer (see `environ`; the
+    /// inherited ones are shared); kept as bytes so the child can write its pid into the
+    /// `LISTEN_PID=` entry without allocating.
     pub(super) envp: Vec<u8>,
     pub(super) envp_ptrs: Vec<*const libc::c_char>,
     /// Where the `LISTEN_PID=` entry starts in `envp`.
@@ -87,12 +88,11 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
             "{name}: environment variable {key} contains a NUL byte"
         ))
     })?;
-    let path_var = env
-        .path
-        .clone()
-        .or_else(|| std::env::var_os("PATH"))
-        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
-    let executable = resolve_executable(argv0, &config.directory, &path_var)
+    let path_var = match env.path {
+        Some(path) => path,
+        None => environ::supergo_path().unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin")),
+    };
+    let executable = resolve_executable(argv0, &config.directory, path_var)
         .map_err(|why| fail(format!("{name}: cannot execute {argv0}: {why}")))?;
 
     let (stdout, stderr) = req.stdio;
@@ -106,7 +106,7 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
         .collect::<Result<Vec<_>, _>>()?;
     let environ::Environ {
         bytes: envp,
-        starts: envp_starts,
+        pointers: envp_ptrs,
         listen_pid: listen_pid_slot,
         ..
     } = env;
@@ -125,8 +125,9 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
         )?,
         argv,
         argv_ptrs: Vec::new(),
+        // `envp_ptrs` point into `envp`: moving a vector does not move its buffer.
         envp,
-        envp_ptrs: Vec::new(),
+        envp_ptrs,
         listen_pid_slot,
         stdin,
         stdout,
@@ -142,15 +143,11 @@ pub fn prepare(req: SpawnRequest<'_>) -> Result<Prepared, SpawnError> {
         #[cfg(debug_assertions)]
         hang_before_chdir: test_hook::hang_dir() == Some(config.directory.as_path()),
     };
-    prepared.argv_ptrs = prepared.argv.iter().map(|a| a.as_ptr()).collect();
-    prepared.argv_ptrs.push(std::ptr::null());
-    let base = prepared.envp.as_mut_ptr();
-    prepared.envp_ptrs = envp_starts
-        .iter()
-        // SAFETY: every start is an offset inside `envp`, which is not resized again.
-        .map(|&start| unsafe { base.add(start) } as *const libc::c_char)
-        .collect();
-    prepared.envp_ptrs.push(std::ptr::null());
+    // Of its exact size: a push after `collect` would double it.
+    let mut argv_ptrs = Vec::with_capacity(prepared.argv.len() + 1);
+    argv_ptrs.extend(prepared.argv.iter().map(|a| a.as_ptr()));
+    argv_ptrs.push(std::ptr::null());
+    prepared.argv_ptrs = argv_ptrs;
     Ok(prepared)
 }
 

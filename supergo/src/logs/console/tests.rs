@@ -19,7 +19,7 @@ fn info(program: &str) -> Arc<PipeInfo> {
     Arc::new(PipeInfo {
         program: program.to_string(),
         stream: "stdout".to_string(),
-        path: "/dev/stdout".into(),
+        path: std::path::Path::new("/dev/stdout").into(),
         written: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
     })
