@@ -18,12 +18,9 @@
 //!   tests: skipped loudly elsewhere, a failure under `CI=true`).
 
 use std::fs;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
@@ -31,10 +28,10 @@ use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, write, Pid};
 use serde_json::Value;
 
+use crate::service_manager::{field, ServiceManager};
 use crate::util::{
     clean_exec_state, descendants, fail, http_get, pid_alive, pid_of, poll_until, proc_stat,
-    state_file_name, supergo_bin, try_poll_until, wait_pid_gone, Load, LoadOptions, Supergo,
-    TIMEOUT,
+    state_file_name, supergo_bin, wait_pid_gone, Load, LoadOptions, Supergo, TIMEOUT,
 };
 
 /// The state file of `sg` (its config sets `state_dir = "{dir}/state"`).
@@ -238,68 +235,6 @@ fn after_an_upgrade_a_crash_is_recovered_from_with_the_same_pids() {
 // ---------------------------------------------------------------------------------------------
 // supergo under systemd across an upgrade
 
-/// The test playing systemd: an abstract datagram socket that collects what supergo says.
-struct ServiceManager {
-    socket: UnixDatagram,
-    target: String,
-    seen: Vec<String>,
-}
-
-impl ServiceManager {
-    fn bind() -> ServiceManager {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "supergo-combined-manager-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        );
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("an abstract address");
-        let socket = UnixDatagram::bind_addr(&addr).expect("bind the manager's socket");
-        socket.set_nonblocking(true).expect("non-blocking");
-        ServiceManager {
-            socket,
-            target: format!("@{name}"),
-            seen: Vec::new(),
-        }
-    }
-
-    fn receive(&mut self) {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = self.socket.recv(&mut buf) {
-            self.seen
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
-
-    /// Waits for a datagram holding the line `line`, at index `from` or later; its index.
-    fn wait_for(&mut self, line: &str, from: usize) -> usize {
-        let found = try_poll_until(TIMEOUT * 2, || {
-            self.receive();
-            (self.seen.iter().enumerate().skip(from))
-                .find(|(_, message)| message.lines().any(|l| l == line))
-                .map(|(i, _)| i)
-        });
-        found.unwrap_or_else(|| {
-            fail(format!(
-                "no {line:?} from supergo from datagram {from} on: {:?}",
-                self.seen
-            ))
-        })
-    }
-
-    fn count(&mut self, line: &str) -> usize {
-        self.receive();
-        (self.seen.iter())
-            .filter(|m| m.lines().any(|l| l == line))
-            .count()
-    }
-}
-
-/// The value of `key` in one datagram.
-fn field<'a>(message: &'a str, key: &str) -> Option<&'a str> {
-    (message.lines()).find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-}
-
 /// Under systemd, an upgrade is told as a reload: `RELOADING=1` from the old image, then
 /// `READY=1` with the programs' summary from the new one, which got supergo's `NOTIFY_SOCKET`
 /// back (and keeps it from its children); at the end it says `STOPPING=1`.
@@ -317,17 +252,17 @@ environment = { PROBE_REPORT = "{dir}/worker-{gen}.json" }
     );
     sg.spawn_with_env(&[], &[("NOTIFY_SOCKET", &manager.target)]);
     sg.wait_ready();
-    let mut ready = manager.wait_for("READY=1", 0);
+    let mut ready = manager.wait_for("READY=1", 0, TIMEOUT * 2);
     for round in 1..=2 {
         upgraded(&sg);
-        let reloading = manager.wait_for("RELOADING=1", ready + 1);
+        let reloading = manager.wait_for("RELOADING=1", ready + 1, TIMEOUT * 2);
         let said = &manager.seen[reloading];
         assert!(
             field(said, "MONOTONIC_USEC").is_some_and(|u| u.parse::<u64>().is_ok())
                 && field(said, "STATUS").is_some_and(|s| s.contains("Upgrading supergo")),
             "round {round}: {said:?}"
         );
-        ready = manager.wait_for("READY=1", reloading + 1);
+        ready = manager.wait_for("READY=1", reloading + 1, TIMEOUT * 2);
         let status = field(&manager.seen[ready], "STATUS").unwrap_or_default();
         assert_eq!(status, "1 program: 1 Running", "round {round}");
     }
@@ -343,7 +278,7 @@ environment = { PROBE_REPORT = "{dir}/worker-{gen}.json" }
     );
     sg.signal(Signal::SIGTERM);
     assert!(sg.wait_exit(TIMEOUT).success());
-    let stopping = manager.wait_for("STOPPING=1", ready + 1);
+    let stopping = manager.wait_for("STOPPING=1", ready + 1, TIMEOUT * 2);
     assert_eq!(manager.count("STOPPING=1"), 1, "{:?}", manager.seen);
     assert!(
         manager.seen[stopping..]
@@ -374,7 +309,7 @@ backoff_secs = 5
     upgraded(&sg);
     assert_eq!(manager.count("READY=1"), 0, "{:?}", manager.seen);
     sg.wait_state("flaky", "Running", TIMEOUT);
-    let ready = manager.wait_for("READY=1", 0);
+    let ready = manager.wait_for("READY=1", 0, TIMEOUT * 2);
     let status = field(&manager.seen[ready], "STATUS").unwrap_or_default();
     assert_eq!(status, "1 program: 1 Running");
     assert_eq!(manager.count("RELOADING=1"), 0, "{:?}", manager.seen);

@@ -25,10 +25,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -36,6 +33,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use crate::service_manager::{field, ServiceManager};
 use crate::util::{
     descendants, fail, http_request, make_fifo, poll_until, proc_stat, release_fifo,
     try_poll_until, Supergo, TIMEOUT,
@@ -381,82 +379,11 @@ start_secs = 0.2
 // ---------------------------------------------------------------------------------------------
 // systemd's notify protocol, with a NOTIFY_SOCKET of the test's own
 
-/// The test playing systemd: an abstract datagram socket that collects what supergo says.
-struct ServiceManager {
-    socket: UnixDatagram,
-    /// `NOTIFY_SOCKET`'s value: `@name`.
-    target: String,
-    /// Every datagram so far, in order.
-    seen: Vec<String>,
-}
-
 impl ServiceManager {
-    fn bind() -> ServiceManager {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "supergo-test-manager-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        );
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("an abstract address");
-        let socket = UnixDatagram::bind_addr(&addr).expect("bind the manager's socket");
-        socket
-            .set_nonblocking(true)
-            .expect("a non-blocking manager socket");
-        ServiceManager {
-            socket,
-            target: format!("@{name}"),
-            seen: Vec::new(),
-        }
-    }
-
     /// supergo on `sg`'s config (not as PID 1), with this manager as its `NOTIFY_SOCKET`.
     fn launch(&self, sg: Supergo) -> Launched {
         Launched::start(sg, false, &[("NOTIFY_SOCKET", &self.target)])
     }
-
-    fn receive(&mut self) {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = self.socket.recv(&mut buf) {
-            self.seen
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
-
-    /// Waits for a datagram with the line `line` at index `from` or later; its index.
-    fn wait_for(&mut self, line: &str, from: usize, timeout: Duration) -> usize {
-        let found = try_poll_until(timeout, || {
-            self.receive();
-            self.seen
-                .iter()
-                .enumerate()
-                .skip(from)
-                .find(|(_, message)| message.lines().any(|l| l == line))
-                .map(|(i, _)| i)
-        });
-        found.unwrap_or_else(|| {
-            fail(format!(
-                "timed out after {timeout:?}: no {line:?} from supergo (from datagram {from} on); \
-                 datagrams so far: {:?}",
-                self.seen
-            ))
-        })
-    }
-
-    fn count(&mut self, line: &str) -> usize {
-        self.receive();
-        self.seen
-            .iter()
-            .filter(|m| m.lines().any(|l| l == line))
-            .count()
-    }
-}
-
-/// The value of `key` in one datagram.
-fn field<'a>(message: &'a str, key: &str) -> Option<&'a str> {
-    message
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
 }
 
 #[test]

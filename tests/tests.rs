@@ -21,6 +21,7 @@ mod notify_hardening;
 mod readiness;
 mod regressions;
 mod restart;
+mod service_manager;
 mod settings;
 mod spawn_fd_table;
 mod spawn_hardening;

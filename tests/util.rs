@@ -735,34 +735,11 @@ impl Supergo {
     ) {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         assert!(slot.is_none(), "supergo is already started in this test");
-        let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut cmd = Command::new(first);
-                cmd.args(rest).arg(supergo_bin());
-                cmd
-            }
-            None => Command::new(supergo_bin()),
-        };
-        cmd.arg("--config")
-            .arg(&self.config_path)
-            .arg("--listen")
-            .arg(&self.control)
-            .args(extra_args)
-            .current_dir(&self.dir);
-        clean_env(&mut cmd);
-        cmd.envs(env.iter().copied());
-        let create = |name: &str| {
-            let path = self.path(name);
-            File::create(&path).unwrap_or_else(|err| panic!("create {}: {err}", path.display()))
-        };
-        let stdout = stdout.unwrap_or_else(|| create("supergo.out").into());
-        cmd.stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(create("supergo.err"))
-            .process_group(0);
-        // SAFETY: the closure makes raw syscalls only (see clean_exec_state).
-        unsafe {
-            cmd.pre_exec(clean_exec_state);
+        let wrapper: Vec<&std::ffi::OsStr> = wrapper.iter().map(std::ffi::OsStr::new).collect();
+        let mut cmd = self.daemon_command(&wrapper);
+        cmd.args(extra_args).envs(env.iter().copied());
+        if let Some(stdout) = stdout {
+            cmd.stdout(stdout);
         }
         let child = cmd
             .spawn()
